@@ -1,0 +1,1 @@
+"""The only place that imports torch, transformers and peft (lazily, inside functions/modules)."""

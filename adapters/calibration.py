@@ -1,0 +1,65 @@
+"""Temperature scaling and confidence thresholds, fitted on held-out rows only."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int = 100) -> float:
+    """Scalar T minimising NLL of softmax(logits / T) (Guo et al. 2017)."""
+    if logits.numel() == 0:
+        return 1.0
+    logits = logits.detach().float().clone()  # may come from inference_mode
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.exp().item())
+    return t if math.isfinite(t) and 0.01 < t < 100 else 1.0
+
+
+def ece(confidences: torch.Tensor, correct: torch.Tensor, n_bins: int = 15) -> float:
+    if confidences.numel() == 0:
+        return 0.0
+    edges = torch.linspace(0, 1, n_bins + 1)
+    total = 0.0
+    for lo, hi in itertools.pairwise(edges.tolist()):
+        in_bin = (confidences > lo) & (confidences <= hi)
+        if in_bin.any():
+            gap = (confidences[in_bin].mean() - correct[in_bin].float().mean()).abs()
+            total += float(gap) * float(in_bin.float().mean())
+    return total
+
+
+def threshold_for_precision(confidences: torch.Tensor, correct: torch.Tensor, target: float) -> float:
+    """Lowest confidence threshold at which the covered rows reach ``target`` accuracy.
+
+    0.0 when all rows together already reach it; the highest confidence seen when no
+    threshold does (the adapter then abstains on almost everything, which is the honest
+    answer for a model that cannot meet the target).
+    """
+    if confidences.numel() == 0 or target <= 0:
+        return 0.0
+    order = torch.argsort(confidences, descending=True)
+    conf = confidences[order]
+    hits = correct[order].float().cumsum(0)
+    counts = torch.arange(1, len(conf) + 1, dtype=torch.float32)
+    precision = hits / counts
+    ok = precision >= target
+    if bool(ok[-1]):
+        return 0.0
+    if not bool(ok.any()):
+        return float(conf[0])
+    # the largest covered set meeting the target: cut just below its lowest confidence
+    last = int(torch.nonzero(ok).max())
+    return float(conf[last])

@@ -1,0 +1,60 @@
+"""What the CPU can do fast, detected once: bf16 (AMX / AVX512-BF16) and thread count."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where bf16 matmuls beat fp32 on this CPU (AMX tiles or AVX512-BF16)."""
+    flags = cpu_flags()
+    return bool({"amx_bf16", "avx512_bf16"} & flags)
+
+
+def use_bf16(setting: str = "auto", device: str = "cpu") -> bool:
+    if setting == "on":
+        return True
+    if setting == "off":
+        return False
+    if device.startswith("cuda"):
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return cpu_has_fast_bf16()
+
+
+def configure_threads(threads: int | None = None) -> int:
+    import torch
+
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n = max(1, int(threads))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

@@ -1,0 +1,210 @@
+"""Adapter versions on disk, per tenant and task, with an atomic champion pointer.
+
+Layout: ``<root>/<tenant>/<task>/<version>/`` holding the PEFT files
+(``adapter_config.json``, ``adapter_model.safetensors``), the head
+(``head.safetensors``) and ``card.json``; ``<root>/<tenant>/<task>/champion.json``
+names the serving version. Only JSON and safetensors: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from deskpilot.errors import AdapterNotFoundError, InputDataError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+VERSION_RE = re.compile(r"^v(\d{1,6})$")
+CARD = "card.json"
+CHAMPION = "champion.json"
+
+
+def check_name(kind: str, value: str) -> str:
+    """Tenant and task names become folder names: allow no path tricks."""
+    if not NAME_RE.fullmatch(value):
+        raise InputDataError(
+            f"invalid {kind} name '{value}'",
+            hint="use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+        )
+    return value
+
+
+@dataclass
+class AdapterCard:
+    """Everything needed to serve and judge an adapter, saved as ``card.json``."""
+
+    task: str
+    tenant: str
+    kind: str
+    base_model: str
+    labels: list[str]
+    version: str = ""
+    created_at: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_hash: str = ""
+    n_train: int = 0
+    train_seconds: float = 0.0
+    recipe: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdapterCard:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Registry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def task_dir(self, tenant: str, task: str) -> Path:
+        return self.root / check_name("tenant", tenant) / check_name("task", task)
+
+    def path(self, tenant: str, task: str, version: str) -> Path:
+        if not VERSION_RE.fullmatch(version):
+            raise InputDataError(f"invalid version '{version}'", hint="versions look like v1, v2, ...")
+        return self.task_dir(tenant, task) / version
+
+    def tenants(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name))
+
+    def tasks(self, tenant: str) -> list[str]:
+        base = self.root / check_name("tenant", tenant)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and NAME_RE.fullmatch(p.name))
+
+    def versions(self, tenant: str, task: str) -> list[AdapterCard]:
+        base = self.task_dir(tenant, task)
+        if not base.is_dir():
+            return []
+        found = []
+        for p in base.iterdir():
+            m = VERSION_RE.fullmatch(p.name)
+            if m and (p / CARD).is_file():
+                found.append((int(m.group(1)), p))
+        return [self._read_card(p) for _, p in sorted(found)]
+
+    def _read_card(self, path: Path) -> AdapterCard:
+        return AdapterCard.from_dict(json.loads((path / CARD).read_text(encoding="utf-8")))
+
+    def card(self, tenant: str, task: str, version: str | None = None) -> AdapterCard:
+        if version is None:
+            champion = self.champion_version(tenant, task)
+            if champion is None:
+                raise AdapterNotFoundError(
+                    f"no adapter is registered for task '{task}' (tenant '{tenant}')",
+                    hint=f"train one: deskpilot train classifier --task {task} --data FILE",
+                )
+            version = champion
+        path = self.path(tenant, task, version)
+        if not (path / CARD).is_file():
+            raise AdapterNotFoundError(f"task '{task}' has no version '{version}' (tenant '{tenant}')")
+        return self._read_card(path)
+
+    def champion_version(self, tenant: str, task: str) -> str | None:
+        pointer = self.task_dir(tenant, task) / CHAMPION
+        if not pointer.is_file():
+            return None
+        version = json.loads(pointer.read_text(encoding="utf-8")).get("version")
+        return version if isinstance(version, str) else None
+
+    def register(self, files: Path, card: AdapterCard, *, promote: bool | None = None) -> AdapterCard:
+        """Move a finished adapter folder in as the next version.
+
+        ``promote=None`` promotes only when the task has no champion yet.
+        """
+        base = self.task_dir(card.tenant, card.task)
+        base.mkdir(parents=True, exist_ok=True)
+        existing = [int(m.group(1)) for p in base.iterdir() if (m := VERSION_RE.fullmatch(p.name))]
+        number = max(existing, default=0) + 1
+        while True:
+            card.version = f"v{number}"
+            target = base / card.version
+            try:
+                target.mkdir()
+                break
+            except FileExistsError:
+                number += 1
+        card.created_at = card.created_at or datetime.now(UTC).isoformat(timespec="seconds")
+        for item in Path(files).iterdir():
+            if item.name != CARD:
+                shutil.move(str(item), target / item.name)
+        _atomic_write(target / CARD, card.to_json())
+        if promote or (promote is None and self.champion_version(card.tenant, card.task) is None):
+            self.promote(card.tenant, card.task, card.version)
+        return card
+
+    def promote(self, tenant: str, task: str, version: str) -> None:
+        path = self.path(tenant, task, version)
+        if not (path / CARD).is_file():
+            raise AdapterNotFoundError(f"task '{task}' has no version '{version}' (tenant '{tenant}')")
+        previous = self.champion_version(tenant, task)
+        history = self._history(tenant, task)
+        if previous and previous != version:
+            history.append(previous)
+        payload = {
+            "version": version,
+            "previous": history[-20:],
+            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        _atomic_write(self.task_dir(tenant, task) / CHAMPION, json.dumps(payload, indent=2))
+
+    def _history(self, tenant: str, task: str) -> list[str]:
+        pointer = self.task_dir(tenant, task) / CHAMPION
+        if not pointer.is_file():
+            return []
+        previous = json.loads(pointer.read_text(encoding="utf-8")).get("previous", [])
+        return [v for v in previous if isinstance(v, str)]
+
+    def rollback(self, tenant: str, task: str) -> str:
+        """Serve the previous champion again; returns the version now serving."""
+        history = self._history(tenant, task)
+        current = self.champion_version(tenant, task)
+        while history:
+            candidate = history.pop()
+            if candidate != current and (self.path(tenant, task, candidate) / CARD).is_file():
+                payload = {
+                    "version": candidate,
+                    "previous": history,
+                    "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+                _atomic_write(self.task_dir(tenant, task) / CHAMPION, json.dumps(payload, indent=2))
+                return candidate
+        raise AdapterNotFoundError(
+            f"task '{task}' has no earlier version to roll back to (tenant '{tenant}')"
+        )
+
+    def update_card(self, card: AdapterCard) -> None:
+        """Rewrite a registered version's card (e.g. to add evaluation metrics)."""
+        path = self.path(card.tenant, card.task, card.version)
+        if not (path / CARD).is_file():
+            raise AdapterNotFoundError(f"task '{card.task}' has no version '{card.version}'")
+        _atomic_write(path / CARD, card.to_json())

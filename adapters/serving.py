@@ -1,0 +1,233 @@
+"""Serving engine: one copy of each base model, many LoRA classifier adapters.
+
+Adapters are loaded on demand into the base's PEFT wrapper and evicted least recently
+used beyond a bound. The champion is looked up per request (a small JSON read), so a
+promotion is picked up by the next request without a restart; in-flight requests finish
+on the version they started with because each holds its own head tensors and the
+forward pass runs under the base's lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deskpilot.adapters.catalog import BaseModel, resolve
+from deskpilot.adapters.classifier import HEAD_FILE
+from deskpilot.adapters.encoding import embed, load_encoder, load_tokenizer, tokenize
+from deskpilot.adapters.hardware import configure_threads
+from deskpilot.adapters.registry import AdapterCard, Registry
+from deskpilot.config import Settings
+from deskpilot.errors import AdapterNotFoundError, InputDataError
+from deskpilot.types import AdapterSummary, Alternative, Prediction
+
+TOP_K = 3
+
+
+@dataclass
+class _Head:
+    """What a loaded adapter needs beyond its LoRA weights."""
+
+    key: str
+    card: AdapterCard
+    weight: torch.Tensor
+    bias: torch.Tensor
+    temperature: float
+    threshold: float
+    max_length: int
+
+
+class _Base:
+    """One base encoder with its PEFT wrapper and the adapters currently resident."""
+
+    def __init__(self, base: BaseModel) -> None:
+        self.base = base
+        self.tokenizer = load_tokenizer(base)
+        self.encoder = load_encoder(base)
+        self.peft: Any = None
+        self.lock = threading.RLock()
+        self.resident: OrderedDict[str, _Head] = OrderedDict()
+
+    def attach(self, key: str, path: Path) -> None:
+        from peft import PeftModel
+
+        if self.peft is None:
+            self.peft = PeftModel.from_pretrained(
+                self.encoder, str(path), adapter_name=key, is_trainable=False
+            )
+        else:
+            self.peft.load_adapter(str(path), adapter_name=key, is_trainable=False)
+        self.peft.eval()
+
+    def detach(self, key: str) -> None:
+        # the last adapter stays: PEFT cannot run without an active one
+        if self.peft is not None and key in self.peft.peft_config and len(self.peft.peft_config) > 1:
+            self.peft.delete_adapter(key)
+
+
+def adapter_key(card: AdapterCard) -> str:
+    # PEFT adapter names become module keys: no dots or slashes
+    return f"{card.tenant}__{card.task}__{card.version}"
+
+
+class Engine:
+    """Implements :class:`deskpilot.tasks.classify.Predictor` over the on-disk registry."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        max_resident: int = 64,
+        batch_size: int = 64,
+        threads: int | None = None,
+    ) -> None:
+        self.registry = registry
+        self.max_resident = max_resident
+        self.batch_size = batch_size
+        self._threads = threads
+        self._bases: dict[str, _Base] = {}
+        self._lock = threading.RLock()
+        self._ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, warm: bool = True) -> Engine:
+        engine = cls(
+            Registry(settings.adapters_dir),
+            max_resident=settings.max_adapters_resident,
+            threads=settings.threads,
+        )
+        if warm:
+            engine.warm_up()
+        return engine
+
+    def warm_up(self) -> None:
+        """Load every champion so the first request is fast; marks the engine ready."""
+        configure_threads(self._threads)
+        for tenant in self.registry.tenants():
+            for task in self.registry.tasks(tenant):
+                if self.registry.champion_version(tenant, task):
+                    try:
+                        self._head(tenant, task, None)
+                    except AdapterNotFoundError:
+                        continue
+        self._ready = True
+
+    def ready(self) -> bool:
+        return self._ready
+
+    # --- Predictor -------------------------------------------------------------------
+    def adapters(self, tenant: str) -> list[AdapterSummary]:
+        out: list[AdapterSummary] = []
+        for task in self.registry.tasks(tenant):
+            champion = self.registry.champion_version(tenant, task)
+            for card in self.registry.versions(tenant, task):
+                metrics = card.metrics.get("eval") or card.metrics.get("validation") or {}
+                out.append(
+                    AdapterSummary(
+                        tenant=tenant,
+                        task=task,
+                        version=card.version,
+                        champion=card.version == champion,
+                        base_model=card.base_model,
+                        labels=tuple(card.labels),
+                        metrics={k: v for k, v in metrics.items() if isinstance(v, int | float) or v is None},
+                        created_at=card.created_at,
+                    )
+                )
+        return out
+
+    def predict(
+        self,
+        tenant: str,
+        task: str,
+        texts: Sequence[str],
+        *,
+        version: str | None = None,
+        abstain: bool = True,
+    ) -> list[Prediction]:
+        if not texts:
+            return []
+        head, base = self._head(tenant, task, version)
+        probs = self._probabilities(head, base, texts)
+        return [self._prediction(head, row, abstain) for row in probs]
+
+    def probabilities(
+        self, tenant: str, task: str, texts: Sequence[str], *, version: str | None = None
+    ) -> tuple[list[str], torch.Tensor]:
+        """Calibrated class probabilities, for evaluation and reports."""
+        head, base = self._head(tenant, task, version)
+        return head.card.labels, self._probabilities(head, base, texts)
+
+    # --- internals -------------------------------------------------------------------
+    def _probabilities(self, head: _Head, base: _Base, texts: Sequence[str]) -> torch.Tensor:
+        features = tokenize(base.tokenizer, texts, head.max_length)
+        with base.lock:
+            base.peft.set_adapter(head.key)
+            emb = embed(base.peft, base.tokenizer, features, batch_size=self.batch_size)
+        logits = emb @ head.weight.T + head.bias
+        return (logits / head.temperature).softmax(-1)
+
+    def _prediction(self, head: _Head, row: torch.Tensor, abstain: bool) -> Prediction:
+        k = min(TOP_K, row.numel())
+        scores, idx = row.topk(k)
+        labels = head.card.labels
+        top = [Alternative(labels[int(i)], round(float(s), 6)) for s, i in zip(scores, idx, strict=True)]
+        threshold = float(head.card.thresholds.get("per_class", {}).get(top[0].label, head.threshold))
+        abstained = abstain and top[0].score < threshold
+        return Prediction(
+            label=top[0].label,
+            score=top[0].score,
+            abstained=abstained,
+            alternatives=tuple(top),
+            task=head.card.task,
+            adapter_version=head.card.version,
+            threshold=threshold,
+            reason=f"confidence {top[0].score:.2f} below threshold {threshold:.2f}" if abstained else None,
+        )
+
+    def _base(self, name: str) -> _Base:
+        with self._lock:
+            if name not in self._bases:
+                self._bases[name] = _Base(resolve(name))
+            return self._bases[name]
+
+    def _head(self, tenant: str, task: str, version: str | None) -> tuple[_Head, _Base]:
+        card = self.registry.card(tenant, task, version)
+        if card.kind != "classifier":
+            raise InputDataError(f"task '{task}' is a {card.kind}, not a classifier")
+        key = adapter_key(card)
+        base = self._base(card.base_model)
+        with base.lock:
+            head = base.resident.get(key)
+            if head is None:
+                head = self._load(card, key, base)
+                base.resident[key] = head
+                while len(base.resident) > self.max_resident:
+                    old, _ = base.resident.popitem(last=False)
+                    base.detach(old)
+            base.resident.move_to_end(key)
+        return head, base
+
+    def _load(self, card: AdapterCard, key: str, base: _Base) -> _Head:
+        from safetensors.torch import load_file
+
+        path = self.registry.path(card.tenant, card.task, card.version)
+        if not (path / "adapter_model.safetensors").is_file() or not (path / HEAD_FILE).is_file():
+            raise AdapterNotFoundError(f"adapter {card.task} {card.version} is missing its safetensors files")
+        base.attach(key, path)
+        tensors = load_file(str(path / HEAD_FILE))
+        return _Head(
+            key=key,
+            card=card,
+            weight=tensors["weight"].float(),
+            bias=tensors["bias"].float(),
+            temperature=float(card.calibration.get("temperature", 1.0)),
+            threshold=float(card.thresholds.get("default", 0.0)),
+            max_length=int(card.recipe.get("max_length", 128)),
+        )

@@ -1,0 +1,1 @@
+"""Outside systems (Slack, Jira, Zendesk, ...). Never imports torch."""

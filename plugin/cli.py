@@ -1,0 +1,527 @@
+"""The ``deskpilot`` command line (Typer + Rich).
+
+Contracts (DESIGN.md): ``--json`` prints one JSON object as the last stdout line;
+progress and messages go to stderr; a person's mistake is one line on stderr and exit
+code 2, never a traceback. Heavy modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from deskpilot.config import Settings, get_settings
+from deskpilot.errors import DeskpilotError
+
+if TYPE_CHECKING:
+    from deskpilot.adapters.registry import AdapterCard
+
+app = typer.Typer(
+    name="deskpilot",
+    help="Fine-tuned classifiers and responders for helpdesk and ERP queues.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+train_app = typer.Typer(help="Train adapters.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate adapters on labelled data.", no_args_is_help=True)
+adapters_app = typer.Typer(help="List, promote and roll back adapter versions.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for the gateway.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(adapters_app, name="adapters")
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True)
+
+TenantOpt = Annotated[str | None, typer.Option(help="Tenant the adapter belongs to [default: settings]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+TextCol = Annotated[str, typer.Option(help="Column holding the text (subject+body are joined if absent).")]
+LabelCol = Annotated[str, typer.Option(help="Column holding the label.")]
+
+
+def fail(message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn DeskpilotError into one line and exit code 2."""
+    try:
+        yield
+    except DeskpilotError as exc:
+        fail(str(exc))
+
+
+def settings() -> Settings:
+    with user_errors():
+        return get_settings()
+
+
+def _tenant(value: str | None) -> str:
+    return value or settings().default_tenant
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(stage, done, total)`` callback drawn as Rich bars on stderr."""
+    if not enabled:
+        yield lambda stage, done, total: None
+        return
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def _read(path: Path, text_column: str, label_column: str | None, *, require_labels: bool = True) -> Any:
+    from deskpilot.dataio import read_rows
+
+    s = settings()
+    return read_rows(
+        path,
+        text_column=text_column,
+        label_column=label_column,
+        require_labels=require_labels,
+        max_line_bytes=s.max_line_bytes,
+        max_text_chars=s.max_text_chars,
+    )
+
+
+def _engine() -> Any:
+    from deskpilot.adapters.registry import Registry
+    from deskpilot.adapters.serving import Engine
+
+    s = settings()
+    return Engine(Registry(s.adapters_dir), max_resident=s.max_adapters_resident, threads=s.threads)
+
+
+def _evaluate(
+    engine: Any, card: AdapterCard, texts: list[str], labels: list[str], abstain: bool
+) -> dict[str, Any]:
+    from deskpilot.evaluation.metrics import classification_report
+
+    preds = engine.predict(card.tenant, card.task, texts, version=card.version, abstain=abstain)
+    report = classification_report(
+        labels, [p.label for p in preds], [p.abstained for p in preds], known_labels=card.labels
+    )
+    report["top1_accuracy"] = round(
+        sum(p.label == y for p, y in zip(preds, labels, strict=True)) / len(labels), 6
+    )
+    return report
+
+
+def _record_adapter(card: AdapterCard, champion: bool) -> None:
+    """Mirror a registered version into the database (best effort: files are the truth)."""
+    from deskpilot.store import Database, set_champion, upsert_adapter
+
+    s = settings()
+    db = Database(s.db_url)
+    try:
+        db.migrate()
+        with db.session() as session:
+            upsert_adapter(
+                session,
+                card.tenant,
+                card.task,
+                card.version,
+                kind=card.kind,
+                base_model=card.base_model,
+                metrics=card.metrics,
+                status="candidate",
+            )
+            if champion:
+                set_champion(session, card.tenant, card.task, card.version)
+    except DeskpilotError as exc:
+        err.print(f"[yellow]warning:[/] adapter registered on disk but not in the database: {exc}")
+    finally:
+        db.dispose()
+
+
+# --- train ---------------------------------------------------------------------------
+@train_app.command("classifier")
+def train_classifier_cmd(
+    task: Annotated[str, typer.Option(help="Task name, e.g. queue or priority.")],
+    data: Annotated[Path, typer.Option(help="Training data: CSV with a header, or JSONL.")],
+    eval_file: Annotated[
+        Path | None, typer.Option("--eval", help="Labelled data to report metrics on.")
+    ] = None,
+    text_column: TextCol = "text",
+    label_column: LabelCol = "label",
+    base: Annotated[str | None, typer.Option(help="Base encoder: alias, local folder or HF id.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=0, help="Fine-tuning epochs [default: preset]")] = None,
+    preset: Annotated[str, typer.Option(help="auto | fast (frozen encoder + linear head) | best")] = "auto",
+    max_minutes: Annotated[float | None, typer.Option(help="Stop at this budget, keep the best.")] = None,
+    max_length: Annotated[int | None, typer.Option(min=8, help="Max tokens per text.")] = None,
+    target_precision: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Abstain below the confidence reaching this.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    tenant: TenantOpt = None,
+    promote: Annotated[
+        bool | None, typer.Option("--promote/--no-promote", help="Serve the new version [default: if first]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a LoRA classifier adapter and register it as a new version."""
+    from deskpilot.dataio import check_trainable
+
+    s = settings()
+    tenant = _tenant(tenant)
+    with user_errors():
+        from deskpilot.adapters.registry import check_name
+
+        check_name("task", task)
+        check_name("tenant", tenant)
+        rows = _read(data, text_column, label_column)
+        for warning in check_trainable(rows):
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        eval_rows = _read(eval_file, text_column, label_column) if eval_file else None
+
+        _quiet_libraries()
+        from deskpilot.adapters.catalog import resolve
+        from deskpilot.adapters.classifier import ClassifierRecipe, train_classifier
+        from deskpilot.adapters.registry import Registry
+
+        recipe_args: dict[str, Any] = {
+            "preset": preset,
+            "seed": seed,
+            "max_minutes": max_minutes,
+            "target_precision": s.target_precision if target_precision is None else target_precision,
+            "bf16": s.bf16,
+        }
+        if epochs is not None:
+            recipe_args["epochs"] = epochs
+        if max_length is not None:
+            recipe_args["max_length"] = max_length
+        base_model = resolve(base or s.base_model)
+        err.print(
+            f"training [bold]{task}[/] on {len(rows):,} rows, {len(set(rows.labels))} labels, "
+            f"base {base_model.name}",
+            highlight=False,
+        )
+        with progress_bar(enabled=sys.stderr.isatty() or not as_json) as progress:
+            result = train_classifier(
+                rows.texts,
+                rows.labels,
+                base=base_model,
+                task=task,
+                tenant=tenant,
+                recipe=ClassifierRecipe(**recipe_args),
+                progress=progress,
+                threads=s.threads,
+            )
+        registry = Registry(s.adapters_dir)
+        card = registry.register(result.directory, result.card, promote=promote)
+        metrics: dict[str, Any] = {}
+        if eval_rows is not None:
+            report = _evaluate(_engine(), card, eval_rows.texts, eval_rows.labels, abstain=True)
+            metrics = {
+                "accuracy": report["top1_accuracy"],
+                "macro_f1": report["macro_f1"],
+                "n": report["n"],
+                "coverage": report["coverage"],
+                "accuracy_on_covered": report["accuracy_on_covered"],
+                "accuracy_with_abstain": report["accuracy"],
+                "oos_recall": report["oos_recall"],
+            }
+            card.metrics["eval"] = metrics
+            registry.update_card(card)
+        champion = registry.champion_version(tenant, task) == card.version
+        _record_adapter(card, champion)
+
+    summary = {
+        "task": task,
+        "tenant": tenant,
+        "version": card.version,
+        "champion": champion,
+        "train_seconds": card.train_seconds,
+        "n_train": card.n_train,
+        "labels": len(card.labels),
+        "validation": card.metrics.get("validation", {}),
+        "metrics": metrics,
+        "path": str(registry.path(tenant, task, card.version)),
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        err.print(
+            f"registered [bold]{task} {card.version}[/]{' (champion)' if champion else ''} "
+            f"in {card.train_seconds:.0f}s; validation accuracy "
+            f"{summary['validation'].get('accuracy', float('nan')):.4f}",
+            highlight=False,
+        )
+        if metrics:
+            err.print(
+                f"eval: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+                f"coverage {metrics['coverage']:.4f}",
+                highlight=False,
+            )
+
+
+# --- evaluate ------------------------------------------------------------------------
+@evaluate_app.command("classifier")
+def evaluate_classifier_cmd(
+    task: Annotated[str, typer.Option(help="Task name.")],
+    data: Annotated[Path, typer.Option(help="Labelled CSV or JSONL.")],
+    text_column: TextCol = "text",
+    label_column: LabelCol = "label",
+    version: Annotated[str | None, typer.Option(help="Version to evaluate [default: champion]")] = None,
+    no_abstain: Annotated[bool, typer.Option("--no-abstain", help="Ignore thresholds.")] = False,
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score an adapter on labelled data (abstentions count as errors)."""
+    tenant = _tenant(tenant)
+    with user_errors():
+        rows = _read(data, text_column, label_column)
+        _quiet_libraries()
+        engine = _engine()
+        card = engine.registry.card(tenant, task, version)
+        started = time.monotonic()
+        report = _evaluate(engine, card, rows.texts, rows.labels, abstain=not no_abstain)
+        report.update(
+            task=task,
+            tenant=tenant,
+            version=card.version,
+            seconds=round(time.monotonic() - started, 3),
+            abstain=not no_abstain,
+        )
+    if as_json:
+        emit_json(report)
+        return
+    table = Table(title=f"{task} {card.version} on {data.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("n", "accuracy", "macro_f1", "coverage", "accuracy_on_covered", "oos_recall"):
+        value = report.get(key)
+        table.add_row(
+            key, "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+        )
+    Console().print(table)
+
+
+# --- predict -------------------------------------------------------------------------
+@app.command("predict")
+def predict_cmd(
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
+    task: Annotated[str, typer.Option(help="Task name.")],
+    version: Annotated[str | None, typer.Option(help="Version [default: champion]")] = None,
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify texts with the serving adapter: label, score, abstained."""
+    tenant = _tenant(tenant)
+    with user_errors():
+        from deskpilot.tasks.classify import classify
+
+        s = settings()
+        _quiet_libraries()
+        preds = classify(
+            _engine(),
+            tenant,
+            task,
+            texts,
+            max_texts=max(s.max_batch_texts, len(texts)),
+            max_chars=s.max_text_chars,
+            version=version,
+        )
+    rows = [
+        {
+            "text": t,
+            "label": p.label,
+            "score": p.score,
+            "abstained": p.abstained,
+            "alternatives": [{"label": a.label, "score": a.score} for a in p.alternatives],
+            "adapter_version": p.adapter_version,
+        }
+        for t, p in zip(texts, preds, strict=True)
+    ]
+    if as_json:
+        emit_json({"task": task, "results": rows})
+        return
+    for row in rows:
+        typer.echo(f"{row['label']}\t{row['score']:.4f}\t{'abstained' if row['abstained'] else 'ok'}")
+
+
+# --- adapters ------------------------------------------------------------------------
+def _registry() -> Any:
+    from deskpilot.adapters.registry import Registry
+
+    return Registry(settings().adapters_dir)
+
+
+@adapters_app.command("list")
+def adapters_list_cmd(tenant: TenantOpt = None, as_json: JsonOpt = False) -> None:
+    """Registered adapter versions, champion marked."""
+    tenant = _tenant(tenant)
+    with user_errors():
+        registry = _registry()
+        items = []
+        for task in registry.tasks(tenant):
+            champion = registry.champion_version(tenant, task)
+            for card in registry.versions(tenant, task):
+                ev = card.metrics.get("eval") or {}
+                items.append(
+                    {
+                        "task": task,
+                        "version": card.version,
+                        "champion": card.version == champion,
+                        "kind": card.kind,
+                        "base_model": card.base_model,
+                        "labels": len(card.labels),
+                        "accuracy": ev.get("accuracy", card.metrics.get("validation", {}).get("accuracy")),
+                        "created_at": card.created_at,
+                    }
+                )
+    if as_json:
+        emit_json({"tenant": tenant, "adapters": items})
+        return
+    if not items:
+        err.print(f"no adapters for tenant '{tenant}'; train one with: deskpilot train classifier ...")
+        return
+    table = Table(title=f"adapters of tenant '{tenant}'")
+    for col in ("task", "version", "champion", "kind", "labels", "accuracy", "created_at"):
+        table.add_column(col)
+    for it in items:
+        acc = it["accuracy"]
+        table.add_row(
+            it["task"],
+            it["version"],
+            "*" if it["champion"] else "",
+            it["kind"],
+            str(it["labels"]),
+            "" if acc is None else f"{acc:.4f}",
+            it["created_at"],
+        )
+    Console().print(table)
+
+
+@adapters_app.command("promote")
+def adapters_promote_cmd(
+    task: Annotated[str, typer.Option(help="Task name.")],
+    version: Annotated[str, typer.Option(help="Version to serve, e.g. v2.")],
+    tenant: TenantOpt = None,
+) -> None:
+    """Serve a version (atomic switch; running servers pick it up on the next request)."""
+    tenant = _tenant(tenant)
+    with user_errors():
+        registry = _registry()
+        registry.promote(tenant, task, version)
+        _record_adapter(registry.card(tenant, task, version), champion=True)
+    err.print(f"{task}: now serving {version}")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback_cmd(
+    task: Annotated[str, typer.Option(help="Task name.")], tenant: TenantOpt = None
+) -> None:
+    """Serve the previous champion again."""
+    tenant = _tenant(tenant)
+    with user_errors():
+        registry = _registry()
+        version = registry.rollback(tenant, task)
+        _record_adapter(registry.card(tenant, task, version), champion=True)
+    err.print(f"{task}: rolled back, now serving {version}")
+
+
+# --- keys ----------------------------------------------------------------------------
+@keys_app.command("create")
+def keys_create_cmd(
+    tenant: TenantOpt = None,
+    name: Annotated[str, typer.Option(help="A label for the key, e.g. who uses it.")] = "default",
+    scope: Annotated[list[str] | None, typer.Option(help="read, write or admin; repeatable.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from deskpilot.store import Database, create_api_key
+
+    tenant = _tenant(tenant)
+    with user_errors():
+        db = Database(settings().db_url)
+        db.migrate()
+        with db.session() as session:
+            row, plaintext = create_api_key(session, tenant, name, tuple(scope or ("read", "write")))
+            info = {"tenant": tenant, "name": name, "key_id": row.id, "scopes": row.scopes, "key": plaintext}
+        db.dispose()
+    if as_json:
+        emit_json(info)
+    else:
+        err.print(f"API key for tenant '{tenant}' (shown once, store it safely):")
+        typer.echo(plaintext)
+
+
+# --- serve ---------------------------------------------------------------------------
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: settings, 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: settings, 8000]")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Start the gateway on the embedded default (SQLite under DESKPILOT_HOME)."""
+    import uvicorn
+
+    from deskpilot.gateway import create_app
+
+    s = settings()
+    with user_errors():
+        _quiet_libraries()
+        application = create_app(s)
+    uvicorn.run(application, host=host or s.host, port=port or s.port, log_level=log_level)
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the deskpilot version."""
+    from deskpilot import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except DeskpilotError as exc:  # raised outside a command's own handler
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

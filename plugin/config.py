@@ -1,0 +1,138 @@
+"""Settings from ``DESKPILOT_*`` environment variables and an optional TOML file.
+
+Nothing is read at import time: call :func:`get_settings`. The TOML file is
+``$DESKPILOT_CONFIG`` if set, else ``deskpilot.toml`` in the working directory if present.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from deskpilot.errors import ConfigError
+
+DEFAULT_SECRET = "change-me"
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
+def _default_home() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "deskpilot"
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("DESKPILOT_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"DESKPILOT_CONFIG points at {path}, which is not a file")
+        return path
+    local = Path("deskpilot.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DESKPILOT_", extra="ignore", validate_default=True)
+
+    env: Literal["development", "test", "production"] = "production"
+    home: Path = Field(default_factory=_default_home)
+    data_dir: Path | None = None
+    database_url: str | None = None
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+
+    # models
+    base_model: str = DEFAULT_ENCODER
+    model_cache: Path | None = None
+    device: str = "cpu"
+    bf16: Literal["auto", "on", "off"] = "auto"
+    threads: int | None = None
+
+    # classification
+    target_precision: float = Field(default=0.9, ge=0.0, le=1.0)
+    max_text_chars: int = Field(default=20_000, ge=1)
+    max_line_bytes: int = Field(default=1_000_000, ge=1)
+    max_adapters_resident: int = Field(default=64, ge=1)
+
+    # gateway
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_batch_texts: int = Field(default=64, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    record_predictions: bool = True
+    default_tenant: str = "default"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("home", "data_dir", "model_cache", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    # derived locations -------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'deskpilot.db'}"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.model_cache or self.home / "models"
+
+    @property
+    def is_development(self) -> bool:
+        return self.env in ("development", "test")
+
+    def evaluation_data_dir(self) -> Path | None:
+        """``DESKPILOT_DATA_DIR`` or ``../shared/data`` beside the project, if it exists."""
+        if self.data_dir is not None:
+            return self.data_dir if self.data_dir.is_dir() else None
+        candidate = Path(__file__).resolve().parents[2] / "shared" / "data"
+        return candidate if candidate.is_dir() else None
+
+    def check_secrets(self) -> None:
+        """Refuse default secrets outside development (called by servers, not by import)."""
+        if self.is_development:
+            return
+        if self.secret_key.get_secret_value() in ("", DEFAULT_SECRET):
+            raise ConfigError(
+                "DESKPILOT_SECRET_KEY is unset or the default",
+                hint="set DESKPILOT_SECRET_KEY to a long random value, or DESKPILOT_ENV=development "
+                "for a local trial",
+            )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ConfigError:
+        raise
+    except Exception as exc:  # pydantic ValidationError, TOML syntax errors
+        raise ConfigError(f"invalid settings: {exc}") from exc

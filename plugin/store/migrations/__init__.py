@@ -1,0 +1,1 @@
+"""Alembic environment and revisions; packaged so Database.migrate works from a wheel."""

@@ -1,0 +1,1 @@
+"""Business logic over protocols: testable without torch or a web server."""

@@ -1,0 +1,107 @@
+"""Plain data shapes that cross layers. No behaviour, no heavy imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    subject: str
+    body: str
+    requester: str | None = None
+    source: str = "api"
+    external_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return join_subject_body(self.subject, self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    filename: str
+    media_type: str
+    text: str
+    sha256: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One inbound delivery from an outside system, already authenticated."""
+
+    tenant: str
+    source: str
+    delivery_id: str
+    kind: Literal["ticket", "document", "feedback"]
+    payload: Ticket | Document | Feedback
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One classifier answer. ``score`` is the calibrated probability of ``label``."""
+
+    label: str
+    score: float
+    abstained: bool
+    alternatives: tuple[Alternative, ...]
+    task: str
+    adapter_version: str
+    threshold: float = 0.0
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    task: str
+    label: str | None
+    destination: str | None
+    abstained: bool
+    overrides: tuple[str, ...] = ()
+    explanation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    text: str | None
+    confidence: float
+    sources: tuple[str, ...]
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    task: str
+    label: str
+    author: str
+    prediction_id: int | None = None
+    ticket_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSummary:
+    tenant: str
+    task: str
+    version: str
+    champion: bool
+    base_model: str
+    labels: tuple[str, ...]
+    metrics: dict[str, float | None]
+    created_at: str
+
+
+def join_subject_body(subject: str | None, body: str | None) -> str:
+    """The text a classifier sees for a ticket: subject and body, one blank line apart."""
+    parts = [p.strip() for p in (subject, body) if p and p.strip()]
+    return "\n\n".join(parts)

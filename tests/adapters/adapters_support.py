@@ -1,0 +1,145 @@
+"""Data and helpers shared by the adapter tests (a module, not fixtures, so tests can import them).
+
+Everything here is offline and tiny: a WordPiece vocabulary that covers the synthetic ticket
+texts, a random 2-layer BERT, and word lists that make the labels linearly separable.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from deskpilot.adapters.classifier import ClassifierRecipe, TrainResult
+from deskpilot.adapters.registry import AdapterCard
+
+# peft 0.21 reads ``model.is_gradient_checkpointing`` in ``PeftModel.__init__``; transformers 5
+# deprecated that property. Third-party, harmless, and raised on every PeftModel construction.
+PEFT_GC_WARNING = "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
+peft_warning = pytest.mark.filterwarnings(PEFT_GC_WARNING)
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+# task "intent": three labels, each with its own words
+INTENT_WORDS: dict[str, list[str]] = {
+    "access": "password login account locked reset username permission badge token expired".split(),
+    "billing": "invoice refund charge payment card receipt price subscription bill overcharged".split(),
+    "network": "wifi router vpn internet connection latency dns cable signal bandwidth".split(),
+}
+# task "device": a second task on the same base with labels of its own
+DEVICE_WORDS: dict[str, list[str]] = {
+    "laptop": "laptop keyboard screen battery charger trackpad hinge webcam".split(),
+    "printer": "printer toner paper jam tray scanner ink cartridge".split(),
+}
+FILLER = "the my our is was not and please help with since today again can you a it this i we".split()
+# more ordinary helpdesk words, so the vocabulary looks like a (very small) real one
+EXTRA = """
+about after all also am an any are as at be been before but by could day did do does done down
+each email error even every few file find first for from get give go good had has have he her here
+him his how if in into issue just know last like look make many me more most much need new no now
+of off on one only or other out over people problem queue request right said same see she should
+so some still such take team than that their them then there these they thing think ticket time to
+too two up urgent us use user very want way well were what when where which while who why will
+work would year yes yet your hello thanks regards monday friday morning office remote server
+update install software laptop desk phone call meeting manager sales support""".split()
+PIECES = ["##s", "##es", "##ed", "##ing", "##er", "##ly", "##ion", "##able"]
+CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-:;()")
+
+
+def vocabulary() -> list[str]:
+    words = {w for ws in INTENT_WORDS.values() for w in ws}
+    words |= {w for ws in DEVICE_WORDS.values() for w in ws}
+    words |= set(FILLER) | set(EXTRA) | set(CHARS)
+    words |= {f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"}
+    words |= set(PIECES)
+    return SPECIAL + sorted(words)
+
+
+def build_tiny_bert(folder: Path) -> Path:
+    """A random 2-layer BERT with a matching WordPiece tokenizer, saved like a hub model."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = vocabulary()
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    # transformers 5 ignores ``vocab_file=`` here (every token becomes [UNK]); pass the mapping
+    tokenizer = BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def make_texts(words: dict[str, list[str]], per_label: int, seed: int) -> tuple[list[str], list[str]]:
+    """Short tickets: three label words and three filler words, shuffled; labels interleaved."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    labels: list[str] = []
+    for i in range(per_label):
+        for label in sorted(words):
+            tokens = rng.sample(words[label], 3) + rng.sample(FILLER, 3)
+            rng.shuffle(tokens)
+            text = " ".join(tokens)
+            texts.append(text.capitalize() + ("?" if i % 3 == 0 else "."))
+            labels.append(label)
+    return texts, labels
+
+
+def small_recipe(**overrides: Any) -> ClassifierRecipe:
+    values: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 16,
+        "max_length": 32,
+        "min_val_rows": 5,
+        "val_fraction": 0.2,
+    }
+    values.update(overrides)
+    return ClassifierRecipe(**values)
+
+
+def copy_adapter(source: Path, target: Path) -> Path:
+    """Registry.register moves files; tests register copies so session fixtures stay intact."""
+    shutil.copytree(source, target)
+    return target
+
+
+def read_head(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "head.safetensors"))
+
+
+@dataclass
+class Trained:
+    """A finished training run, plus what the in-memory model said about held-out texts."""
+
+    result: TrainResult
+    texts: list[str]
+    labels: list[str]
+    heldout: list[str]
+    heldout_labels: list[str]
+    expected: torch.Tensor  # calibrated probabilities for ``heldout``, from the training-time model
+
+    @property
+    def directory(self) -> Path:
+        return self.result.directory
+
+    @property
+    def card(self) -> AdapterCard:
+        return self.result.card
+
+    def expected_labels(self) -> list[str]:
+        return [self.card.labels[int(i)] for i in self.expected.argmax(-1)]
