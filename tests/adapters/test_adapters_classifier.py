@@ -37,16 +37,21 @@ def _train(texts: list[str], labels: list[str], base: BaseModel, **recipe: Any) 
         )
 
 
-def _plain_peft_probabilities(folder: Path, tiny_dir: Path, card: Any, texts: list[str]) -> torch.Tensor:
+def _plain_peft_probabilities(
+    folder: Path, tiny_dir: Path, card: Any, texts: list[str], *, pooler: bool = False
+) -> torch.Tensor:
     """What a user gets with stock transformers + PEFT, no deskpilot code in the forward pass."""
     from peft import PeftModel
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_dir))
-    model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(tiny_dir)), str(folder))
+    extra = {} if pooler else {"add_pooling_layer": False}
+    model = PeftModel.from_pretrained(AutoModel.from_pretrained(str(tiny_dir), **extra), str(folder))
     model.eval()
     head = read_head(folder)
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=card.recipe["max_length"], return_tensors="pt")
+    batch = tokenizer(
+        texts, padding=True, truncation=True, max_length=card.recipe["max_length"], return_tensors="pt"
+    )
     with torch.inference_mode():
         hidden = model(**batch).last_hidden_state
         emb = torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
@@ -70,13 +75,27 @@ def test_adapter_folder_holds_safetensors_and_no_pickles(trained_intent: Trained
 
 @peft_warning
 def test_adapter_loads_with_plain_peft_and_matches_training(trained_intent: Trained, tiny_dir: Path) -> None:
-    probs = _plain_peft_probabilities(trained_intent.directory, tiny_dir, trained_intent.card, trained_intent.heldout)
+    probs = _plain_peft_probabilities(
+        trained_intent.directory, tiny_dir, trained_intent.card, trained_intent.heldout
+    )
     torch.testing.assert_close(probs, trained_intent.expected, atol=1e-6, rtol=0)
 
 
-def test_card_describes_labels_data_calibration_and_history(
-    trained_intent: Trained, tiny_dir: Path
-) -> None:
+@peft_warning
+@pytest.mark.xfail(
+    strict=True,
+    raises=UserWarning,
+    reason="bug: classifier.linear_target_modules targets leaf name 'dense', which also matches "
+    "pooler.dense of a stock AutoModel; PEFT warns 'Found missing adapter keys ... pooler.dense.lora_A'",
+)
+def test_adapter_loads_onto_a_stock_automodel_with_pooler(trained_intent: Trained, tiny_dir: Path) -> None:
+    probs = _plain_peft_probabilities(
+        trained_intent.directory, tiny_dir, trained_intent.card, trained_intent.heldout, pooler=True
+    )
+    torch.testing.assert_close(probs, trained_intent.expected, atol=1e-6, rtol=0)
+
+
+def test_card_describes_labels_data_calibration_and_history(trained_intent: Trained, tiny_dir: Path) -> None:
     card = trained_intent.card
     assert card.kind == "classifier"
     assert (card.task, card.tenant) == ("intent", "acme")
@@ -100,7 +119,9 @@ def test_card_describes_labels_data_calibration_and_history(
 
 def test_trained_model_separates_the_synthetic_labels(trained_intent: Trained) -> None:
     assert trained_intent.card.metrics["validation"]["accuracy"] >= 0.8
-    hits = sum(p == y for p, y in zip(trained_intent.expected_labels(), trained_intent.heldout_labels, strict=True))
+    hits = sum(
+        p == y for p, y in zip(trained_intent.expected_labels(), trained_intent.heldout_labels, strict=True)
+    )
     assert hits / len(trained_intent.heldout) >= 0.8
 
 
@@ -133,7 +154,10 @@ def test_tiny_time_budget_stops_cleanly_with_a_loadable_adapter(
 
 @peft_warning
 def test_budget_expiring_mid_training_stops_after_that_step(
-    tiny_base: BaseModel, tiny_dir: Path, intent_data: tuple[list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+    tiny_base: BaseModel,
+    tiny_dir: Path,
+    intent_data: tuple[list[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     steps: list[int] = []
     monkeypatch.setattr(classifier._Budget, "expired", lambda self: bool(steps))
@@ -180,7 +204,9 @@ def test_same_seed_gives_identical_weights(
     shutil.rmtree(again.directory)
 
 
-def test_another_seed_holds_out_other_rows(tiny_base: BaseModel, intent_data: tuple[list[str], list[str]]) -> None:
+def test_another_seed_holds_out_other_rows(
+    tiny_base: BaseModel, intent_data: tuple[list[str], list[str]]
+) -> None:
     seed0 = _train(*intent_data, tiny_base, preset="fast", seed=0)
     seed1 = _train(*intent_data, tiny_base, preset="fast", seed=1)
     assert not torch.equal(read_head(seed0.directory)["weight"], read_head(seed1.directory)["weight"])
@@ -249,4 +275,3 @@ def test_training_budget_helper_runs_out() -> None:
     time.sleep(0.001)
     assert budget.expired()
     assert not classifier._Budget(None).expired()
-
