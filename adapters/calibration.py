@@ -58,6 +58,7 @@ def threshold_for_precision(confidences: torch.Tensor, correct: torch.Tensor, ta
     ok = precision >= target
     if bool(ok[-1]):
         return 0.0
+    ok[:-1] &= conf[:-1] != conf[1:]  # never cut between tied confidences: ties are covered together
     if not bool(ok.any()):
         return float(conf[0])
     # the largest covered set meeting the target: cut just below its lowest confidence

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import re
+import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -68,7 +70,7 @@ class ClassifierRecipe:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     val_fraction: float = 0.1
-    min_val_rows: int = 50
+    min_val_rows: int = 10
     fine_tune: bool = True
     seed: int = 0
     max_minutes: float | None = None
@@ -168,11 +170,16 @@ class MeanPoolClassifier(nn.Module):
         return out
 
 
-def linear_target_modules(encoder: nn.Module) -> list[str]:
-    """Every nn.Linear inside the encoder, by leaf name (query, key, value, dense, ...)."""
-    names = {name.rsplit(".", 1)[-1] for name, mod in encoder.named_modules() if isinstance(mod, nn.Linear)}
-    names.discard("pooler")
-    return sorted(names)
+def linear_target_modules(encoder: nn.Module) -> str:
+    """A PEFT regex for every nn.Linear inside the encoder except a pooler (unused by us)."""
+    names = sorted(
+        {
+            n.rsplit(".", 1)[-1]
+            for n, m in encoder.named_modules()
+            if isinstance(m, nn.Linear) and "pooler" not in n.split(".")
+        }
+    )
+    return rf"(?!.*\bpooler\b).*\.({'|'.join(map(re.escape, names))})"
 
 
 def resolve_preset(recipe: ClassifierRecipe, n_rows: int, n_labels: int) -> ClassifierRecipe:
@@ -234,8 +241,8 @@ def train_classifier(
     index = {y: i for i, y in enumerate(label_names)}
     y_all = torch.tensor([index[y] for y in labels])
     val_idx = stratified_split(labels, recipe.val_fraction, recipe.seed)
-    if len(val_idx) < min(recipe.min_val_rows, len(texts) // 5):
-        val_idx = []  # too small to judge anything: train on all, skip selection
+    if len(val_idx) < recipe.min_val_rows:
+        val_idx = []  # too few rows to judge anything: train on all, no selection or calibration
     val_set = set(val_idx)
     train_idx = [i for i in range(len(texts)) if i not in val_set]
 
@@ -259,7 +266,6 @@ def train_classifier(
     if progress:
         progress("linear probe", 1, 1)
 
-    tmp = Path(tempfile.mkdtemp(prefix="deskpilot-train-"))
     model = _fine_tune(
         encoder, head, tokenizer, features, y_all, train_idx, val_idx, recipe, budget, history, progress
     )
@@ -286,14 +292,21 @@ def train_classifier(
         validation = {"n": 0}
 
     # 3. save ------------------------------------------------------------------------
-    encoder_out = model.encoder
-    encoder_out.save_pretrained(str(tmp))
     from safetensors.torch import save_file
 
-    save_file(
-        {"weight": model.head.weight.detach().contiguous(), "bias": model.head.bias.detach().contiguous()},
-        str(tmp / HEAD_FILE),
-    )
+    tmp = Path(tempfile.mkdtemp(prefix="deskpilot-train-"))
+    try:
+        model.encoder.save_pretrained(str(tmp))
+        save_file(
+            {
+                "weight": model.head.weight.detach().contiguous(),
+                "bias": model.head.bias.detach().contiguous(),
+            },
+            str(tmp / HEAD_FILE),
+        )
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     counts = Counter(labels)
     card = AdapterCard(
         task=task,
@@ -349,7 +362,7 @@ def _fine_tune(
     if not recipe.fine_tune or recipe.epochs == 0 or budget.expired():
         return model
 
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     train_rows = [{**features[i], "labels": int(y_all[i])} for i in train_idx]
     val_rows = [{**features[i], "labels": int(y_all[i])} for i in val_idx]
@@ -372,8 +385,7 @@ def _fine_tune(
             if progress:
                 progress("fine-tuning", state.global_step, total_steps)
             if budget.expired():
-                control.should_training_stop = True
-                control.should_evaluate = bool(val_rows)
+                control.should_training_stop = True  # the Trainer still evaluates the cut epoch
             return control
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kw: Any) -> Any:
@@ -395,8 +407,9 @@ def _fine_tune(
         ]
     )
     bf16 = use_bf16(recipe.bf16)
+    scratch = tempfile.TemporaryDirectory(prefix="deskpilot-trainer-")
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="deskpilot-trainer-"),
+        output_dir=scratch.name,
         num_train_epochs=recipe.epochs,
         per_device_train_batch_size=recipe.batch_size,
         per_device_eval_batch_size=64,
@@ -426,7 +439,9 @@ def _fine_tune(
         optimizers=(optimizer, None),
         callbacks=[Control()],
     )
-    trainer.train()
+    trainer.remove_callback(PrinterCallback)  # metrics go to the card, not to stdout
+    with scratch:
+        trainer.train()
     if val_rows:
         _load_trainable_state(model, best["state"])
     model.eval()

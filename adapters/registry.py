@@ -157,6 +157,7 @@ class Registry:
         for item in Path(files).iterdir():
             if item.name != CARD:
                 shutil.move(str(item), target / item.name)
+        shutil.rmtree(files, ignore_errors=True)
         _atomic_write(target / CARD, card.to_json())
         if promote or (promote is None and self.champion_version(card.tenant, card.task) is None):
             self.promote(card.tenant, card.task, card.version)

@@ -68,6 +68,8 @@ class _Base:
     def detach(self, key: str) -> None:
         # the last adapter stays: PEFT cannot run without an active one
         if self.peft is not None and key in self.peft.peft_config and len(self.peft.peft_config) > 1:
+            if self.peft.active_adapter == key:
+                self.peft.set_adapter(next(k for k in self.peft.peft_config if k != key))
             self.peft.delete_adapter(key)
 
 
@@ -168,6 +170,8 @@ class Engine:
     def _probabilities(self, head: _Head, base: _Base, texts: Sequence[str]) -> torch.Tensor:
         features = tokenize(base.tokenizer, texts, head.max_length)
         with base.lock:
+            if head.key not in base.peft.peft_config:  # evicted since _head returned it
+                self._make_resident(head, base)
             base.peft.set_adapter(head.key)
             emb = embed(base.peft, base.tokenizer, features, batch_size=self.batch_size)
         logits = emb @ head.weight.T + head.bias
@@ -179,7 +183,7 @@ class Engine:
         labels = head.card.labels
         top = [Alternative(labels[int(i)], round(float(s), 6)) for s, i in zip(scores, idx, strict=True)]
         threshold = float(head.card.thresholds.get("per_class", {}).get(top[0].label, head.threshold))
-        abstained = abstain and top[0].score < threshold
+        abstained = abstain and float(scores[0]) < threshold
         return Prediction(
             label=top[0].label,
             score=top[0].score,
@@ -207,12 +211,20 @@ class Engine:
             head = base.resident.get(key)
             if head is None:
                 head = self._load(card, key, base)
-                base.resident[key] = head
-                while len(base.resident) > self.max_resident:
-                    old, _ = base.resident.popitem(last=False)
-                    base.detach(old)
+                self._make_resident(head, base, attached=True)
             base.resident.move_to_end(key)
         return head, base
+
+    def _make_resident(self, head: _Head, base: _Base, *, attached: bool = False) -> None:
+        """Attach (unless already) and evict least recently used adapters beyond the bound."""
+        if not attached:
+            c = head.card
+            base.attach(head.key, self.registry.path(c.tenant, c.task, c.version))
+        base.resident[head.key] = head
+        base.resident.move_to_end(head.key)
+        while len(base.resident) > self.max_resident:
+            old, _ = base.resident.popitem(last=False)
+            base.detach(old)
 
     def _load(self, card: AdapterCard, key: str, base: _Base) -> _Head:
         from safetensors.torch import load_file

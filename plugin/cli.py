@@ -13,11 +13,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -45,14 +47,30 @@ app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 
+
+class Preset(StrEnum):
+    auto = "auto"
+    fast = "fast"
+    best = "best"
+
+
 TenantOpt = Annotated[str | None, typer.Option(help="Tenant the adapter belongs to [default: settings]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 TextCol = Annotated[str, typer.Option(help="Column holding the text (subject+body are joined if absent).")]
 LabelCol = Annotated[str, typer.Option(help="Column holding the label.")]
 
 
+def say(message: str, *, prefix: str = "") -> None:
+    """One line on stderr; user text is escaped so brackets in it are not Rich markup."""
+    err.print(prefix + escape(message), highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    say(message, prefix="[yellow]warning:[/] ")
+
+
 def fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    say(message, prefix="[bold red]error:[/] ")
     raise typer.Exit(code=2)
 
 
@@ -133,19 +151,23 @@ def _engine() -> Any:
     return Engine(Registry(s.adapters_dir), max_resident=s.max_adapters_resident, threads=s.threads)
 
 
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+
 def _evaluate(
-    engine: Any, card: AdapterCard, texts: list[str], labels: list[str], abstain: bool
-) -> dict[str, Any]:
+    engine: Any, card: AdapterCard, texts: list[str], labels: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reports with the adapter's thresholds and without (top-1), from one prediction pass."""
     from deskpilot.evaluation.metrics import classification_report
 
-    preds = engine.predict(card.tenant, card.task, texts, version=card.version, abstain=abstain)
-    report = classification_report(
-        labels, [p.label for p in preds], [p.abstained for p in preds], known_labels=card.labels
+    preds = engine.predict(card.tenant, card.task, texts, version=card.version, abstain=True)
+    predicted = [p.label for p in preds]
+    with_abstain = classification_report(
+        labels, predicted, [p.abstained for p in preds], known_labels=card.labels
     )
-    report["top1_accuracy"] = round(
-        sum(p.label == y for p, y in zip(preds, labels, strict=True)) / len(labels), 6
-    )
-    return report
+    top1 = classification_report(labels, predicted, [False] * len(preds), known_labels=card.labels)
+    return with_abstain, top1
 
 
 def _record_adapter(card: AdapterCard, champion: bool) -> None:
@@ -170,7 +192,7 @@ def _record_adapter(card: AdapterCard, champion: bool) -> None:
             if champion:
                 set_champion(session, card.tenant, card.task, card.version)
     except DeskpilotError as exc:
-        err.print(f"[yellow]warning:[/] adapter registered on disk but not in the database: {exc}")
+        warn(f"adapter registered on disk but not in the database: {exc}")
     finally:
         db.dispose()
 
@@ -187,7 +209,9 @@ def train_classifier_cmd(
     label_column: LabelCol = "label",
     base: Annotated[str | None, typer.Option(help="Base encoder: alias, local folder or HF id.")] = None,
     epochs: Annotated[int | None, typer.Option(min=0, help="Fine-tuning epochs [default: preset]")] = None,
-    preset: Annotated[str, typer.Option(help="auto | fast (frozen encoder + linear head) | best")] = "auto",
+    preset: Annotated[
+        Preset, typer.Option(help="auto: by data size; fast: frozen encoder + linear head; best")
+    ] = Preset.auto,
     max_minutes: Annotated[float | None, typer.Option(help="Stop at this budget, keep the best.")] = None,
     max_length: Annotated[int | None, typer.Option(min=8, help="Max tokens per text.")] = None,
     target_precision: Annotated[
@@ -212,7 +236,7 @@ def train_classifier_cmd(
         check_name("tenant", tenant)
         rows = _read(data, text_column, label_column)
         for warning in check_trainable(rows):
-            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            warn(warning)
         eval_rows = _read(eval_file, text_column, label_column) if eval_file else None
 
         _quiet_libraries()
@@ -221,7 +245,7 @@ def train_classifier_cmd(
         from deskpilot.adapters.registry import Registry
 
         recipe_args: dict[str, Any] = {
-            "preset": preset,
+            "preset": preset.value,
             "seed": seed,
             "max_minutes": max_minutes,
             "target_precision": s.target_precision if target_precision is None else target_precision,
@@ -232,11 +256,7 @@ def train_classifier_cmd(
         if max_length is not None:
             recipe_args["max_length"] = max_length
         base_model = resolve(base or s.base_model)
-        err.print(
-            f"training [bold]{task}[/] on {len(rows):,} rows, {len(set(rows.labels))} labels, "
-            f"base {base_model.name}",
-            highlight=False,
-        )
+        say(f"training {task} on {len(rows):,} rows, {len(set(rows.labels))} labels, base {base_model.name}")
         with progress_bar(enabled=sys.stderr.isatty() or not as_json) as progress:
             result = train_classifier(
                 rows.texts,
@@ -252,11 +272,13 @@ def train_classifier_cmd(
         card = registry.register(result.directory, result.card, promote=promote)
         metrics: dict[str, Any] = {}
         if eval_rows is not None:
-            report = _evaluate(_engine(), card, eval_rows.texts, eval_rows.labels, abstain=True)
+            report, top1 = _evaluate(_engine(), card, eval_rows.texts, eval_rows.labels)
+            # accuracy and macro-F1 are top-1 (what the classifier knows); the abstain view
+            # (thresholds applied, abstentions counted as errors) sits beside them
             metrics = {
-                "accuracy": report["top1_accuracy"],
-                "macro_f1": report["macro_f1"],
-                "n": report["n"],
+                "n": top1["n"],
+                "accuracy": top1["accuracy"],
+                "macro_f1": top1["macro_f1"],
                 "coverage": report["coverage"],
                 "accuracy_on_covered": report["accuracy_on_covered"],
                 "accuracy_with_abstain": report["accuracy"],
@@ -282,17 +304,14 @@ def train_classifier_cmd(
     if as_json:
         emit_json(summary)
     else:
-        err.print(
-            f"registered [bold]{task} {card.version}[/]{' (champion)' if champion else ''} "
-            f"in {card.train_seconds:.0f}s; validation accuracy "
-            f"{summary['validation'].get('accuracy', float('nan')):.4f}",
-            highlight=False,
+        say(
+            f"registered {task} {card.version}{' (champion)' if champion else ''} in "
+            f"{card.train_seconds:.0f}s; validation accuracy {_fmt(summary['validation'].get('accuracy'))}"
         )
         if metrics:
-            err.print(
-                f"eval: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
-                f"coverage {metrics['coverage']:.4f}",
-                highlight=False,
+            say(
+                f"eval: accuracy {_fmt(metrics['accuracy'])}, macro-F1 {_fmt(metrics['macro_f1'])}, "
+                f"coverage {_fmt(metrics['coverage'])}"
             )
 
 
@@ -316,7 +335,8 @@ def evaluate_classifier_cmd(
         engine = _engine()
         card = engine.registry.card(tenant, task, version)
         started = time.monotonic()
-        report = _evaluate(engine, card, rows.texts, rows.labels, abstain=not no_abstain)
+        with_abstain, top1 = _evaluate(engine, card, rows.texts, rows.labels)
+        report = top1 if no_abstain else with_abstain
         report.update(
             task=task,
             tenant=tenant,
@@ -415,7 +435,7 @@ def adapters_list_cmd(tenant: TenantOpt = None, as_json: JsonOpt = False) -> Non
         emit_json({"tenant": tenant, "adapters": items})
         return
     if not items:
-        err.print(f"no adapters for tenant '{tenant}'; train one with: deskpilot train classifier ...")
+        say(f"no adapters for tenant '{tenant}'; train one with: deskpilot train classifier ...")
         return
     table = Table(title=f"adapters of tenant '{tenant}'")
     for col in ("task", "version", "champion", "kind", "labels", "accuracy", "created_at"):
@@ -446,7 +466,7 @@ def adapters_promote_cmd(
         registry = _registry()
         registry.promote(tenant, task, version)
         _record_adapter(registry.card(tenant, task, version), champion=True)
-    err.print(f"{task}: now serving {version}")
+    say(f"{task}: now serving {version}")
 
 
 @adapters_app.command("rollback")
@@ -459,7 +479,7 @@ def adapters_rollback_cmd(
         registry = _registry()
         version = registry.rollback(tenant, task)
         _record_adapter(registry.card(tenant, task, version), champion=True)
-    err.print(f"{task}: rolled back, now serving {version}")
+    say(f"{task}: rolled back, now serving {version}")
 
 
 # --- keys ----------------------------------------------------------------------------
@@ -476,15 +496,23 @@ def keys_create_cmd(
     tenant = _tenant(tenant)
     with user_errors():
         db = Database(settings().db_url)
-        db.migrate()
-        with db.session() as session:
-            row, plaintext = create_api_key(session, tenant, name, tuple(scope or ("read", "write")))
-            info = {"tenant": tenant, "name": name, "key_id": row.id, "scopes": row.scopes, "key": plaintext}
-        db.dispose()
+        try:
+            db.migrate()
+            with db.session() as session:
+                row, plaintext = create_api_key(session, tenant, name, tuple(scope or ("read", "write")))
+                info = {
+                    "tenant": tenant,
+                    "name": name,
+                    "key_id": row.id,
+                    "scopes": row.scopes,
+                    "key": plaintext,
+                }
+        finally:
+            db.dispose()
     if as_json:
         emit_json(info)
     else:
-        err.print(f"API key for tenant '{tenant}' (shown once, store it safely):")
+        say(f"API key for tenant '{tenant}' (shown once, store it safely):")
         typer.echo(plaintext)
 
 
@@ -519,7 +547,7 @@ def main() -> None:
     try:
         app()
     except DeskpilotError as exc:  # raised outside a command's own handler
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        say(str(exc), prefix="[bold red]error:[/] ")
         sys.exit(2)
 
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -134,5 +134,12 @@ def get_settings() -> Settings:
         return Settings()
     except ConfigError:
         raise
-    except Exception as exc:  # pydantic ValidationError, TOML syntax errors
-        raise ConfigError(f"invalid settings: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings: {problems}", hint="check DESKPILOT_* variables and the TOML file"
+        ) from None
+    except Exception as exc:  # TOML syntax errors
+        raise ConfigError(f"invalid settings: {' '.join(str(exc).split())}") from None

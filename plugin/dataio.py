@@ -94,7 +94,9 @@ def _csv_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def _jsonl_records(path: Path, text: str) -> Iterator[tuple[int, dict[str, str]]]:
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # split on \n only: str.splitlines() also breaks at U+2028 and friends, valid inside JSON strings
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -121,6 +123,8 @@ def read_rows(
     Raises :class:`InputDataError` for anything a person must fix before training.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputDataError(f"{path}: is a folder, expected a .csv or .jsonl file")
     kind = _format(path)
     text = _open_text(path)
     _check_line_sizes(path, text, max_line_bytes)

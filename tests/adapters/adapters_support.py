@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,6 +294,17 @@ def make_texts(words: dict[str, list[str]], per_label: int, seed: int) -> tuple[
             texts.append(text.capitalize() + ("?" if i % 3 == 0 else "."))
             labels.append(label)
     return texts, labels
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread, restored after (train_classifier(threads=1) sets it globally)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def small_recipe(**overrides: Any) -> ClassifierRecipe:

@@ -1,13 +1,14 @@
 """Adapter fixtures: a tiny random BERT built offline, synthetic tickets, trained adapters.
 
 Training happens once per session; tests that register an adapter register a copy (the
-registry moves files). Every fixture runs torch on one thread: on two busy cores that is
-several times faster than two threads fighting a training run for them.
+registry moves files). Tests and training run torch on one thread (restored afterwards): on
+two busy cores that is several times faster than two threads fighting over them.
 """
 
 from __future__ import annotations
 
 import copy
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from adapters_support import (
     build_tiny_bert,
     copy_adapter,
     make_texts,
+    one_thread,
     small_recipe,
 )
 
@@ -32,12 +34,10 @@ from deskpilot.adapters.encoding import embed, tokenize
 from deskpilot.adapters.registry import AdapterCard, Registry
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +63,7 @@ def _train_and_capture(
     *,
     base: BaseModel,
     task: str,
+    tmp: Path,
     **recipe: Any,
 ) -> Trained:
     """Train, keeping the in-memory model that train_classifier saves (a spy, not a stand-in)."""
@@ -74,15 +75,17 @@ def _train_and_capture(
         captured["model"], captured["tokenizer"] = model, args[2]
         return model
 
-    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+    with one_thread(), pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
         mp.setattr(classifier, "_fine_tune", spy)
+        # train_classifier leaves its output and the Trainer's output_dir in the temp dir
+        mp.setattr(tempfile, "tempdir", str(tmp))
         result = train_classifier(
             texts, labels, base=base, task=task, tenant="acme", recipe=small_recipe(**recipe), threads=1
         )
     model, tokenizer = captured["model"], captured["tokenizer"]
     model.eval()
-    with torch.inference_mode():
+    with one_thread(), torch.inference_mode():
         features = tokenize(tokenizer, heldout, result.card.recipe["max_length"])
         logits = model.head(embed(model.encoder, tokenizer, features))
         expected = (logits / result.card.calibration["temperature"]).softmax(-1).clone()
@@ -90,20 +93,55 @@ def _train_and_capture(
 
 
 @pytest.fixture(scope="session")
-def trained_intent(tiny_base: BaseModel, intent_data: tuple[list[str], list[str]]) -> Trained:
+def trained_intent(
+    tiny_base: BaseModel, intent_data: tuple[list[str], list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Trained:
     """The full recipe (probe + 2 LoRA epochs) on 3 labels x 40 tickets."""
     texts, labels = intent_data
     heldout, heldout_labels = make_texts(INTENT_WORDS, per_label=6, seed=2)
-    return _train_and_capture(texts, labels, heldout, heldout_labels, base=tiny_base, task="intent")
+    return _train_and_capture(
+        texts,
+        labels,
+        heldout,
+        heldout_labels,
+        base=tiny_base,
+        task="intent",
+        tmp=tmp_path_factory.mktemp("intent"),
+    )
 
 
 @pytest.fixture(scope="session")
-def trained_device(tiny_base: BaseModel) -> Trained:
+def trained_device(tiny_base: BaseModel, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A second task on the same base, probe only (preset fast)."""
     texts, labels = make_texts(DEVICE_WORDS, per_label=20, seed=3)
     heldout, heldout_labels = make_texts(DEVICE_WORDS, per_label=5, seed=4)
     return _train_and_capture(
-        texts, labels, heldout, heldout_labels, base=tiny_base, task="device", preset="fast"
+        texts,
+        labels,
+        heldout,
+        heldout_labels,
+        base=tiny_base,
+        task="device",
+        tmp=tmp_path_factory.mktemp("device"),
+        preset="fast",
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_category(tiny_base: BaseModel, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """Four labels (so top-3 leaves one out), probe only."""
+    words = {k: v for k, v in {**INTENT_WORDS, **DEVICE_WORDS}.items() if k != "network"}
+    texts, labels = make_texts(words, per_label=15, seed=5)
+    heldout, heldout_labels = make_texts(words, per_label=3, seed=6)
+    return _train_and_capture(
+        texts,
+        labels,
+        heldout,
+        heldout_labels,
+        base=tiny_base,
+        task="category",
+        tmp=tmp_path_factory.mktemp("category"),
+        preset="fast",
     )
 
 

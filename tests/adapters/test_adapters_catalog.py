@@ -31,6 +31,7 @@ OFFLINE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_packaged_default_resolves_and_embeds_fully_offline(tmp_path: Path) -> None:
     env = {
         **os.environ,
