@@ -58,7 +58,7 @@ class ClassifierRecipe:
     """Training settings; ``preset`` picks the defaults, explicit fields override."""
 
     preset: str = "auto"
-    epochs: int = 3
+    epochs: int = 2
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.1
@@ -75,6 +75,7 @@ class ClassifierRecipe:
     seed: int = 0
     max_minutes: float | None = None
     target_precision: float = 0.9
+    oos_quantile: float = 0.02
     bf16: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -272,9 +273,17 @@ def train_classifier(
 
     # 2. calibration on the validation split ------------------------------------------
     model.eval()
+    centroids = _class_centroids(model, tokenizer, features, y_all, train_idx, len(label_names), recipe.seed)
+    similarity_threshold = 0.0
     if val_idx:
-        val_logits = _logits(model, tokenizer, [features[i] for i in val_idx])
+        val_emb, val_logits = _embed_and_logits(model, tokenizer, [features[i] for i in val_idx])
         temperature = calibration.fit_temperature(val_logits, y_va)
+        # out-of-scope signal: how close a text is to any class it was trained on. The
+        # threshold lets through all but ``oos_quantile`` of in-scope validation rows.
+        val_sim = (val_emb @ centroids.T).max(-1).values
+        similarity_threshold = (
+            float(torch.quantile(val_sim, recipe.oos_quantile)) if recipe.oos_quantile else 0.0
+        )
         probs_before = val_logits.softmax(-1)
         probs = (val_logits / temperature).softmax(-1)
         conf, pred = probs.max(-1)
@@ -286,6 +295,9 @@ def train_classifier(
             "ece_before": round(calibration.ece(probs_before.max(-1).values, correct), 6),
             "ece_after": round(calibration.ece(conf, correct), 6),
             "coverage_at_threshold": round(float((conf >= threshold).float().mean()), 6),
+            "coverage_at_thresholds": round(
+                float(((conf >= threshold) & (val_sim >= similarity_threshold)).float().mean()), 6
+            ),
         }
     else:
         temperature, threshold = 1.0, 0.0
@@ -301,6 +313,7 @@ def train_classifier(
             {
                 "weight": model.head.weight.detach().contiguous(),
                 "bias": model.head.bias.detach().contiguous(),
+                "centroids": centroids.contiguous(),
             },
             str(tmp / HEAD_FILE),
         )
@@ -319,7 +332,13 @@ def train_classifier(
         train_seconds=round(time.monotonic() - started, 2),
         recipe={**asdict(recipe), "probe_l2": best_l2},
         calibration={"temperature": temperature},
-        thresholds={"default": threshold, "target_precision": recipe.target_precision, "per_class": {}},
+        thresholds={
+            "default": threshold,
+            "target_precision": recipe.target_precision,
+            "similarity": similarity_threshold,
+            "oos_quantile": recipe.oos_quantile,
+            "per_class": {},
+        },
         metrics={"validation": validation, "history": history},
         extra={"label_counts": dict(sorted(counts.items()))},
     )
@@ -327,11 +346,33 @@ def train_classifier(
 
 
 @torch.inference_mode()
-def _logits(
+def _embed_and_logits(
     model: MeanPoolClassifier, tokenizer: Any, features: Sequence[dict[str, list[int]]]
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     emb = embed(model.encoder, tokenizer, features, batch_size=64)
-    return model.head(emb)
+    return emb.clone(), model.head(emb).clone()
+
+
+def _class_centroids(
+    model: MeanPoolClassifier,
+    tokenizer: Any,
+    features: Sequence[dict[str, list[int]]],
+    y_all: torch.Tensor,
+    train_idx: list[int],
+    num_labels: int,
+    seed: int,
+    per_class: int = 32,
+) -> torch.Tensor:
+    """Unit-length mean embedding per class from a bounded sample of training rows."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i in train_idx:
+        by_class[int(y_all[i])].append(i)
+    rng = random.Random(seed)
+    chosen = [i for c in sorted(by_class) for i in rng.sample(by_class[c], min(per_class, len(by_class[c])))]
+    emb, _ = _embed_and_logits(model, tokenizer, [features[i] for i in chosen])
+    sums = torch.zeros(num_labels, emb.shape[1])
+    sums.index_add_(0, y_all[chosen], emb)
+    return F.normalize(sums, dim=-1)
 
 
 def _fine_tune(

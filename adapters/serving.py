@@ -41,6 +41,8 @@ class _Head:
     temperature: float
     threshold: float
     max_length: int
+    centroids: torch.Tensor | None = None
+    similarity_threshold: float = 0.0
 
 
 class _Base:
@@ -156,18 +158,22 @@ class Engine:
         if not texts:
             return []
         head, base = self._head(tenant, task, version)
-        probs = self._probabilities(head, base, texts)
-        return [self._prediction(head, row, abstain) for row in probs]
+        probs, similarity = self._scores(head, base, texts)
+        return [
+            self._prediction(head, row, float(sim), abstain)
+            for row, sim in zip(probs, similarity, strict=True)
+        ]
 
     def probabilities(
         self, tenant: str, task: str, texts: Sequence[str], *, version: str | None = None
     ) -> tuple[list[str], torch.Tensor]:
         """Calibrated class probabilities, for evaluation and reports."""
         head, base = self._head(tenant, task, version)
-        return head.card.labels, self._probabilities(head, base, texts)
+        return head.card.labels, self._scores(head, base, texts)[0]
 
     # --- internals -------------------------------------------------------------------
-    def _probabilities(self, head: _Head, base: _Base, texts: Sequence[str]) -> torch.Tensor:
+    def _scores(self, head: _Head, base: _Base, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities and the similarity to the closest trained class."""
         features = tokenize(base.tokenizer, texts, head.max_length)
         with base.lock:
             if head.key not in base.peft.peft_config:  # evicted since _head returned it
@@ -175,15 +181,25 @@ class Engine:
             base.peft.set_adapter(head.key)
             emb = embed(base.peft, base.tokenizer, features, batch_size=self.batch_size)
         logits = emb @ head.weight.T + head.bias
-        return (logits / head.temperature).softmax(-1)
+        probs = (logits / head.temperature).softmax(-1)
+        if head.centroids is None:
+            return probs, torch.ones(len(texts))
+        return probs, (emb @ head.centroids.T).max(-1).values
 
-    def _prediction(self, head: _Head, row: torch.Tensor, abstain: bool) -> Prediction:
+    def _prediction(self, head: _Head, row: torch.Tensor, similarity: float, abstain: bool) -> Prediction:
         k = min(TOP_K, row.numel())
         scores, idx = row.topk(k)
         labels = head.card.labels
         top = [Alternative(labels[int(i)], round(float(s), 6)) for s, i in zip(scores, idx, strict=True)]
         threshold = float(head.card.thresholds.get("per_class", {}).get(top[0].label, head.threshold))
-        abstained = abstain and float(scores[0]) < threshold
+        reason = None
+        if float(scores[0]) < threshold:
+            reason = f"confidence {top[0].score:.2f} below threshold {threshold:.2f}"
+        elif similarity < head.similarity_threshold:
+            reason = (
+                f"unlike the trained classes (similarity {similarity:.2f} < {head.similarity_threshold:.2f})"
+            )
+        abstained = abstain and reason is not None
         return Prediction(
             label=top[0].label,
             score=top[0].score,
@@ -192,7 +208,7 @@ class Engine:
             task=head.card.task,
             adapter_version=head.card.version,
             threshold=threshold,
-            reason=f"confidence {top[0].score:.2f} below threshold {threshold:.2f}" if abstained else None,
+            reason=reason if abstained else None,
         )
 
     def _base(self, name: str) -> _Base:
@@ -242,4 +258,6 @@ class Engine:
             temperature=float(card.calibration.get("temperature", 1.0)),
             threshold=float(card.thresholds.get("default", 0.0)),
             max_length=int(card.recipe.get("max_length", 128)),
+            centroids=tensors["centroids"].float() if "centroids" in tensors else None,
+            similarity_threshold=float(card.thresholds.get("similarity", 0.0)),
         )

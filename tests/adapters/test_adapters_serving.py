@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from adapters_support import Trained, peft_warning
+from adapters_support import Trained, peft_warning, read_head
 
 from deskpilot.adapters.registry import AdapterCard, Registry
 from deskpilot.adapters.serving import Engine
@@ -96,6 +96,23 @@ def test_threshold_of_one_abstains_on_everything_with_a_reason(
         assert p.threshold == 1.0
         assert p.reason == f"confidence {p.score:.2f} below threshold 1.00"
     assert_matches(preds, trained_intent)  # the best guess is still reported
+
+
+def test_out_of_scope_similarity_threshold_abstains_with_its_own_reason(
+    registry: Registry, register: Register, trained_intent: Trained
+) -> None:
+    head = read_head(trained_intent.directory)
+    assert head["centroids"].shape == head["weight"].shape  # one unit vector per class
+    torch.testing.assert_close(head["centroids"].norm(dim=-1), torch.ones(len(trained_intent.card.labels)))
+    sim = trained_intent.card.thresholds["similarity"]
+    assert -1.0 <= sim <= 1.0 and trained_intent.card.thresholds["oos_quantile"] == 0.02
+    register(
+        trained_intent, thresholds={**trained_intent.card.thresholds, "default": 0.0, "similarity": 1.01}
+    )
+    preds = Engine(registry).predict("acme", "intent", trained_intent.heldout)
+    assert all(p.abstained for p in preds)
+    assert all(p.reason is not None and p.reason.startswith("unlike the trained classes") for p in preds)
+    assert_matches(preds, trained_intent)
 
 
 def test_confidence_equal_to_the_threshold_is_served(
@@ -304,5 +321,5 @@ def test_adapter_evicted_between_lookup_and_forward_still_answers(
     # ... another request for another task evicts it meanwhile ...
     engine.predict("acme", "device", trained_device.heldout)
     # ... and the first thread's forward pass goes on
-    probs = engine._probabilities(head, base, trained_intent.heldout)
+    probs, _ = engine._scores(head, base, trained_intent.heldout)
     torch.testing.assert_close(probs, trained_intent.expected, atol=TOL, rtol=0)

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner, Result
-
-# The tiny-model builder lives beside the adapter tests (a shared module will replace this).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))
-
 from adapters_support import INTENT_WORDS, build_tiny_bert, make_texts
 from cli_support import PEFT_MESSAGE, Invoke, TrainedTemplate, write_csv
+from typer.testing import CliRunner, Result
 
 from deskpilot.cli import app
 from deskpilot.config import get_settings
