@@ -48,6 +48,7 @@ from deskpilot.adapters.encoding import (
 )
 from deskpilot.adapters.hardware import configure_threads, use_bf16
 from deskpilot.adapters.registry import AdapterCard
+from deskpilot.dataio import stratified_indices
 from deskpilot.errors import InputDataError
 
 HEAD_FILE = "head.safetensors"
@@ -105,23 +106,6 @@ def data_hash(texts: Sequence[str], labels: Sequence[str]) -> str:
         h.update(y.encode("utf-8"))
         h.update(b"\x1e")
     return "sha256:" + h.hexdigest()
-
-
-def stratified_split(labels: Sequence[str], fraction: float, seed: int, min_per_class: int = 2) -> list[int]:
-    """Indices held out for validation: ``fraction`` of each class that has enough rows."""
-    by_class: dict[str, list[int]] = defaultdict(list)
-    for i, y in enumerate(labels):
-        by_class[y].append(i)
-    rng = random.Random(seed)
-    held: list[int] = []
-    for y in sorted(by_class):
-        idx = by_class[y]
-        if len(idx) < min_per_class or fraction <= 0:
-            continue
-        rng.shuffle(idx)
-        k = max(1, round(len(idx) * fraction))
-        held.extend(idx[: min(k, len(idx) - 1)])
-    return sorted(held)
 
 
 def fit_linear_head(
@@ -241,7 +225,7 @@ def train_classifier(
 
     index = {y: i for i, y in enumerate(label_names)}
     y_all = torch.tensor([index[y] for y in labels])
-    val_idx = stratified_split(labels, recipe.val_fraction, recipe.seed)
+    _, val_idx = stratified_indices(labels, recipe.val_fraction, recipe.seed)
     if len(val_idx) < recipe.min_val_rows:
         val_idx = []  # too few rows to judge anything: train on all, no selection or calibration
     val_set = set(val_idx)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from deskpilot.dataio import read_rows
+from deskpilot.dataio import read_rows, stratified_indices
 from deskpilot.errors import InputDataError
 
 if TYPE_CHECKING:
@@ -129,31 +129,6 @@ def load_file(path: str | Path, text_column: str = "text", label_column: str = "
 
 
 # splitting ---------------------------------------------------------------------------
-
-
-def stratified_indices(
-    labels: Sequence[str], fraction: float, seed: int = 0, min_per_class: int = 2
-) -> tuple[list[int], list[int]]:
-    """Row indices (kept, held out), each in original order, holding out ~``fraction`` per class.
-
-    A class with at least ``min_per_class`` rows gives ``round(n * fraction)`` of them,
-    but at least one and never all; rarer classes stay wholly in the kept part.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for i, label in enumerate(labels):
-        by_label[label].append(i)
-    rng = random.Random(seed)
-    held: list[int] = []
-    for label in sorted(by_label):
-        members = by_label[label]
-        if len(members) < max(min_per_class, 2):
-            continue
-        k = min(max(1, round(len(members) * fraction)), len(members) - 1)
-        held.extend(rng.sample(members, k))
-    held_set = set(held)
-    return [i for i in range(len(labels)) if i not in held_set], sorted(held_set)
 
 
 def holdout(

@@ -8,8 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import Counter
-from collections.abc import Iterator
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,3 +198,30 @@ def check_trainable(rows: Rows, *, min_per_class: int = 2) -> list[str]:
             "they are trained on but not validated"
         ]
     return []
+
+
+def stratified_indices(
+    labels: Sequence[str], fraction: float, seed: int = 0, min_per_class: int = 2
+) -> tuple[list[int], list[int]]:
+    """Row indices (kept, held out), each in original order, holding out ~``fraction`` per class.
+
+    A class with at least ``min_per_class`` rows gives ``round(n * fraction)`` of them,
+    but at least one and never all; rarer classes stay wholly in the kept part.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction must lie in [0, 1), got {fraction}")
+    if fraction == 0.0:
+        return list(range(len(labels))), []
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_label[label].append(i)
+    rng = random.Random(seed)
+    held: list[int] = []
+    for label in sorted(by_label):
+        members = by_label[label]
+        if len(members) < max(min_per_class, 2):
+            continue
+        k = min(max(1, round(len(members) * fraction)), len(members) - 1)
+        held.extend(rng.sample(members, k))
+    held_set = set(held)
+    return [i for i in range(len(labels)) if i not in held_set], sorted(held_set)

@@ -21,10 +21,10 @@ from deskpilot.adapters.classifier import (
     TrainResult,
     data_hash,
     resolve_preset,
-    stratified_split,
     train_classifier,
 )
 from deskpilot.adapters.encoding import mean_pool
+from deskpilot.dataio import stratified_indices
 from deskpilot.errors import InputDataError
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
@@ -297,21 +297,21 @@ def test_texts_and_labels_must_pair_up(tiny_base: BaseModel) -> None:
 
 def test_stratified_split_holds_out_a_fraction_of_each_class() -> None:
     labels = ["a"] * 50 + ["b"] * 20 + ["c"] * 10
-    held = stratified_split(labels, 0.2, seed=7)
+    held = stratified_indices(labels, 0.2, seed=7)[1]
     assert held == sorted(held) and len(set(held)) == len(held)
     assert Counter(labels[i] for i in held) == {"a": 10, "b": 4, "c": 2}
-    assert stratified_split(labels, 0.2, seed=7) == held  # deterministic per seed
-    assert stratified_split(labels, 0.2, seed=8) != held
+    assert stratified_indices(labels, 0.2, seed=7)[1] == held  # deterministic per seed
+    assert stratified_indices(labels, 0.2, seed=8)[1] != held
 
 
 def test_stratified_split_keeps_tiny_classes_in_train() -> None:
     labels = ["a"] * 10 + ["lonely"] + ["pair"] * 2
-    held = stratified_split(labels, 0.3, seed=0)
+    held = stratified_indices(labels, 0.3, seed=0)[1]
     counts = Counter(labels[i] for i in held)
     assert counts["lonely"] == 0  # fewer than 2 rows: never held out
     assert counts["pair"] == 1  # at least one row of every class stays in train
     assert counts["a"] == 3
-    assert stratified_split(labels, 0.0, seed=0) == []
+    assert stratified_indices(labels, 0.0, seed=0)[1] == []
 
 
 def test_data_hash_depends_on_order_and_pairing() -> None:
