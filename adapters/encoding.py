@@ -75,9 +75,13 @@ def embed(
     batch_size: int = 64,
     progress: ProgressFn | None = None,
     stage: str = "embedding",
-    **forward_kwargs: Any,
+    adapter_names: Sequence[str] | None = None,
 ) -> torch.Tensor:
-    """Embeddings in input order, computed in length-sorted batches."""
+    """Embeddings in input order, computed in length-sorted batches.
+
+    ``adapter_names`` (one per row) runs rows of different LoRA adapters in the same
+    forward pass (PEFT mixed-adapter batches).
+    """
     if not features:
         return torch.empty(0, 0)
     out: list[torch.Tensor | None] = [None] * len(features)
@@ -85,7 +89,8 @@ def embed(
     done = 0
     for idx in batches:
         batch = pad_batch(tokenizer, [features[i] for i in idx])
-        vectors = pooled_embeddings(model, batch, **forward_kwargs)
+        kwargs = {"adapter_names": [adapter_names[i] for i in idx]} if adapter_names is not None else {}
+        vectors = pooled_embeddings(model, batch, **kwargs)
         for row, i in enumerate(idx):
             out[i] = vectors[row]
         done += len(idx)

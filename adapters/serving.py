@@ -24,7 +24,7 @@ from deskpilot.adapters.encoding import embed, load_encoder, load_tokenizer, tok
 from deskpilot.adapters.hardware import configure_threads
 from deskpilot.adapters.registry import AdapterCard, Registry
 from deskpilot.config import Settings
-from deskpilot.errors import AdapterNotFoundError, InputDataError
+from deskpilot.errors import AdapterNotFoundError, DeskpilotError, InputDataError
 from deskpilot.types import AdapterSummary, Alternative, Prediction
 
 TOP_K = 3
@@ -75,6 +75,17 @@ class _Base:
             self.peft.delete_adapter(key)
 
 
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One classification request, as queued by the micro-batcher."""
+
+    tenant: str
+    task: str
+    texts: Sequence[str]
+    version: str | None = None
+    abstain: bool = True
+
+
 def adapter_key(card: AdapterCard) -> str:
     # PEFT adapter names become module keys: no dots or slashes
     return f"{card.tenant}__{card.task}__{card.version}"
@@ -104,6 +115,7 @@ class Engine:
         engine = cls(
             Registry(settings.adapters_dir),
             max_resident=settings.max_adapters_resident,
+            batch_size=settings.engine_batch_texts,
             threads=settings.threads,
         )
         if warm:
@@ -155,35 +167,89 @@ class Engine:
         version: str | None = None,
         abstain: bool = True,
     ) -> list[Prediction]:
-        if not texts:
-            return []
-        head, base = self._head(tenant, task, version)
-        probs, similarity = self._scores(head, base, texts)
-        return [
-            self._prediction(head, row, float(sim), abstain)
-            for row, sim in zip(probs, similarity, strict=True)
-        ]
+        (result,) = self.predict_many([Request(tenant, task, texts, version, abstain)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def predict_many(self, requests: Sequence[Request]) -> list[list[Prediction] | DeskpilotError]:
+        """Answer several requests; those on one base share forward passes.
+
+        Rows of different adapters go through the encoder together (PEFT ``adapter_names``);
+        each request then gets its own head, calibration and thresholds. A request that
+        cannot be served (unknown task, say) gets its error in place of a result.
+        """
+        results: list[list[Prediction] | DeskpilotError] = [[] for _ in requests]
+        groups: dict[str, list[tuple[int, _Head]]] = {}
+        for i, request in enumerate(requests):
+            if not request.texts:
+                continue
+            try:
+                head, base = self._head(request.tenant, request.task, request.version)
+            except DeskpilotError as exc:
+                results[i] = exc
+                continue
+            groups.setdefault(base.base.name, []).append((i, head))
+        for name, items in groups.items():
+            base = self._base(name)
+            # never more distinct adapters in one pass than may be resident at once
+            chunks: list[list[tuple[int, _Head]]] = [[]]
+            for item in items:
+                keys = {h.key for _, h in chunks[-1]}
+                if item[1].key not in keys and len(keys) >= self.max_resident:
+                    chunks.append([])
+                chunks[-1].append(item)
+            for chunk in chunks:
+                self._run_chunk(base, chunk, requests, results)
+        return results
 
     def probabilities(
         self, tenant: str, task: str, texts: Sequence[str], *, version: str | None = None
     ) -> tuple[list[str], torch.Tensor]:
         """Calibrated class probabilities, for evaluation and reports."""
         head, base = self._head(tenant, task, version)
-        return head.card.labels, self._scores(head, base, texts)[0]
+        emb = self._embed(base, [(head, tokenize(base.tokenizer, texts, head.max_length))])
+        return head.card.labels, self._head_scores(head, emb)[0]
 
     # --- internals -------------------------------------------------------------------
-    def _scores(self, head: _Head, base: _Base, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Calibrated probabilities and the similarity to the closest trained class."""
-        features = tokenize(base.tokenizer, texts, head.max_length)
+    def _run_chunk(
+        self,
+        base: _Base,
+        chunk: list[tuple[int, _Head]],
+        requests: Sequence[Request],
+        results: list[list[Prediction] | DeskpilotError],
+    ) -> None:
+        parts = [(head, tokenize(base.tokenizer, requests[i].texts, head.max_length)) for i, head in chunk]
+        emb = self._embed(base, parts)
+        offset = 0
+        for (i, head), (_, features) in zip(chunk, parts, strict=True):
+            rows = emb[offset : offset + len(features)]
+            offset += len(features)
+            probs, similarity = self._head_scores(head, rows)
+            results[i] = [
+                self._prediction(head, p, float(s), requests[i].abstain)
+                for p, s in zip(probs, similarity, strict=True)
+            ]
+
+    def _embed(self, base: _Base, parts: Sequence[tuple[_Head, list[dict[str, list[int]]]]]) -> torch.Tensor:
+        """Encoder embeddings for every row of every part, one adapter per part."""
+        features = [f for _, fs in parts for f in fs]
+        names = [head.key for head, fs in parts for _ in fs]
         with base.lock:
-            if head.key not in base.peft.peft_config:  # evicted since _head returned it
-                self._make_resident(head, base)
-            base.peft.set_adapter(head.key)
-            emb = embed(base.peft, base.tokenizer, features, batch_size=self.batch_size)
+            for head, _ in parts:
+                if head.key not in base.peft.peft_config:  # evicted since _head returned it
+                    self._make_resident(head, base)
+            if len(set(names)) == 1:  # one adapter: the plain (faster) PEFT path
+                base.peft.set_adapter(names[0])
+                return embed(base.peft, base.tokenizer, features, batch_size=self.batch_size)
+            return embed(base.peft, base.tokenizer, features, batch_size=self.batch_size, adapter_names=names)
+
+    def _head_scores(self, head: _Head, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities and the similarity to the closest trained class."""
         logits = emb @ head.weight.T + head.bias
         probs = (logits / head.temperature).softmax(-1)
         if head.centroids is None:
-            return probs, torch.ones(len(texts))
+            return probs, torch.ones(len(emb))
         return probs, (emb @ head.centroids.T).max(-1).values
 
     def _prediction(self, head: _Head, row: torch.Tensor, similarity: float, abstain: bool) -> Prediction:
@@ -261,3 +327,14 @@ class Engine:
             centroids=tensors["centroids"].float() if "centroids" in tensors else None,
             similarity_threshold=float(card.thresholds.get("similarity", 0.0)),
         )
+
+
+def build_predictor(settings: Settings) -> Any:
+    """What servers use: a warmed-up engine behind a micro-batcher."""
+    from deskpilot.adapters.batching import MicroBatcher
+
+    return MicroBatcher(
+        Engine.from_settings(settings),
+        max_batch_texts=settings.engine_batch_texts,
+        max_wait_ms=settings.engine_max_wait_ms,
+    )

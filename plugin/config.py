@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=20_000, ge=1)
     max_line_bytes: int = Field(default=1_000_000, ge=1)
     max_adapters_resident: int = Field(default=64, ge=1)
+    engine_batch_texts: int = Field(default=64, ge=1)
+    engine_max_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
 
     # gateway
     host: str = "127.0.0.1"

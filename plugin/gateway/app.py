@@ -78,8 +78,8 @@ def _open_database(settings: Settings) -> Database:
 def _build_engine(settings: Settings) -> Predictor:
     # Imported by name at run time: importing or type-checking the gateway never pulls in torch.
     serving = importlib.import_module("deskpilot.adapters.serving")
-    engine: Predictor = serving.Engine.from_settings(settings)
-    return engine
+    predictor: Predictor = serving.build_predictor(settings)
+    return predictor
 
 
 def _close(obj: object) -> None:

@@ -10,8 +10,9 @@ import pytest
 import torch
 from adapters_support import Trained, peft_warning, read_head
 
+from deskpilot.adapters.encoding import tokenize
 from deskpilot.adapters.registry import AdapterCard, Registry
-from deskpilot.adapters.serving import Engine
+from deskpilot.adapters.serving import Engine, Request
 from deskpilot.errors import AdapterNotFoundError, InputDataError
 from deskpilot.tasks.classify import Predictor, classify
 from deskpilot.types import Prediction
@@ -321,5 +322,34 @@ def test_adapter_evicted_between_lookup_and_forward_still_answers(
     # ... another request for another task evicts it meanwhile ...
     engine.predict("acme", "device", trained_device.heldout)
     # ... and the first thread's forward pass goes on
-    probs, _ = engine._scores(head, base, trained_intent.heldout)
+    features = tokenize(base.tokenizer, trained_intent.heldout, head.max_length)
+    probs, _ = engine._head_scores(head, engine._embed(base, [(head, features)]))
     torch.testing.assert_close(probs, trained_intent.expected, atol=TOL, rtol=0)
+
+
+def test_mixed_adapter_batch_equals_each_adapter_alone(
+    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+) -> None:
+    """As PEFT tests it: one forward pass over rows of two adapters == each adapter run alone."""
+    register(trained_intent)
+    register(trained_device)
+    engine = Engine(registry)
+    alone_intent = engine.predict("acme", "intent", trained_intent.heldout, abstain=False)
+    alone_device = engine.predict("acme", "device", trained_device.heldout, abstain=False)
+    # interleave the two tasks' requests so their rows share length-sorted batches
+    requests = [
+        Request("acme", "intent", trained_intent.heldout[:3], abstain=False),
+        Request("acme", "device", trained_device.heldout, abstain=False),
+        Request("acme", "intent", trained_intent.heldout[3:], abstain=False),
+        Request("acme", "no-such-task", ["x"]),
+    ]
+    mixed = engine.predict_many(requests)
+    assert isinstance(mixed[3], AdapterNotFoundError)
+    got_intent = [*mixed[0], *mixed[2]]  # type: ignore[misc]
+    for got, want in ((got_intent, alone_intent), (mixed[1], alone_device)):
+        assert isinstance(got, list)
+        assert [p.label for p in got] == [p.label for p in want]
+        for g, w in zip(got, want, strict=True):
+            assert abs(g.score - w.score) <= 1e-4
+            assert [a.label for a in g.alternatives] == [a.label for a in w.alternatives]
+    assert_matches(got_intent, trained_intent)

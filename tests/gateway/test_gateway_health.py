@@ -111,6 +111,7 @@ class _EngineModule:
                 return engine
 
         self.module.Engine = Engine  # type: ignore[attr-defined]
+        self.module.build_predictor = Engine.from_settings  # type: ignore[attr-defined]
 
 
 @pytest.fixture
