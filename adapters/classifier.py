@@ -225,7 +225,8 @@ def train_classifier(
 
     index = {y: i for i, y in enumerate(label_names)}
     y_all = torch.tensor([index[y] for y in labels])
-    _, val_idx = stratified_indices(labels, recipe.val_fraction, recipe.seed)
+    # classes with fewer than 5 rows stay wholly in train: holding one out would halve them
+    _, val_idx = stratified_indices(labels, recipe.val_fraction, recipe.seed, min_per_class=5)
     if len(val_idx) < recipe.min_val_rows:
         val_idx = []  # too few rows to judge anything: train on all, no selection or calibration
     val_set = set(val_idx)

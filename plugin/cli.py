@@ -45,6 +45,11 @@ app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(keys_app, name="keys")
+bench_app = typer.Typer(
+    help="Benchmarks: JSON to evaluation/results/<bench>.json, Markdown to evaluation/RESULTS.md.",
+    no_args_is_help=True,
+)
+app.add_typer(bench_app, name="bench")
 
 err = Console(stderr=True)
 
@@ -519,6 +524,104 @@ def keys_create_cmd(
     else:
         say(f"API key for tenant '{tenant}' (shown once, store it safely):")
         typer.echo(plaintext)
+
+
+# --- bench ---------------------------------------------------------------------------
+def _csv_list(items: list[str] | None) -> list[str]:
+    return [x.strip() for item in items or [] for x in item.split(",") if x.strip()]
+
+
+@bench_app.command("quality")
+def bench_quality_cmd(
+    datasets: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="banking77, banking77-10shot, clinc150, clinc150-oos-train, tickets-en, company-documents "
+            "(repeat or comma-separate) [default: all present]"
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="About N stratified rows per split (smoke run).")
+    ] = None,
+    methods: Annotated[
+        list[str] | None, typer.Option(help="tfidf_svc, frozen_logreg, setfit, deskpilot [default: all]")
+    ] = None,
+    preset: Annotated[Preset, typer.Option(help="deskpilot training preset")] = Preset.auto,
+    epochs: Annotated[int | None, typer.Option(min=0, help="deskpilot epochs [default: preset]")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Per-dataset budget for deskpilot training.")
+    ] = None,
+    setfit_pairs: Annotated[
+        int | None, typer.Option(min=1, help="Cap on SetFit pairs [default: 10000]")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for quality.json [default: evaluation/results]")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Markdown to update [default: evaluation/RESULTS.md]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """deskpilot vs TF-IDF+SVC, frozen embeddings+LogReg and SetFit on the evaluation data."""
+    import shlex
+
+    s = settings()
+    with user_errors():
+        _quiet_libraries()
+        from deskpilot.evaluation.bench_quality import (
+            RESULTS_DIR,
+            RESULTS_MD,
+            DeskpilotTrainer,
+            run_quality,
+            summary,
+        )
+
+        md = markdown or RESULTS_MD
+        trainer = DeskpilotTrainer(
+            preset=preset.value,
+            epochs=epochs,
+            max_minutes=max_minutes,
+            base=s.base_model,
+            seed=seed,
+            threads=s.threads,
+            target_precision=s.target_precision,
+            bf16=s.bf16,
+        )
+        results = run_quality(
+            _csv_list(datasets) or None,
+            sample=sample,
+            seed=seed,
+            include=set(_csv_list(methods)) or None,
+            deskpilot_trainer=trainer,
+            out_dir=out or RESULTS_DIR,
+            data_root=s.evaluation_data_dir(),
+            setfit_max_pairs=setfit_pairs,
+            markdown=md,
+            plots_dir=md.parent / "reports",
+            command="deskpilot " + shlex.join(sys.argv[1:]),
+            log=say,
+        )
+    figures = summary(results)
+    if as_json:
+        emit_json(
+            {"bench": "quality", "date": results["date"], "machine": results["machine"], "results": figures}
+        )
+        return
+    table = Table(title="quality")
+    for col in ("dataset", "method", "accuracy", "macro_f1", "coverage", "oos_recall", "train s"):
+        table.add_column(col)
+    for name, per in figures.items():
+        for method, f in per.items():
+            table.add_row(
+                name,
+                method,
+                *(
+                    _fmt(f.get(k))
+                    for k in ("accuracy", "macro_f1", "coverage", "oos_recall", "train_seconds")
+                ),
+            )
+    Console().print(table)
 
 
 # --- serve ---------------------------------------------------------------------------
