@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 export DESKPILOT_HOME ?= $(HOME)/.local/share/deskpilot
 
-.PHONY: run test lint typecheck importlint unit clean venv pkgtree
+.PHONY: run test lint typecheck importlint unit bench clean venv pkgtree
 
 venv: $(STAMP)
 
@@ -49,6 +49,10 @@ unit: $(STAMP)
 	$(PY) -m pytest
 
 test: lint typecheck importlint unit
+
+# long benchmarks, not part of `make test` (hours on 2 cores for every data set)
+bench: $(STAMP)
+	$(VENV)/bin/deskpilot bench quality
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -31,6 +31,7 @@ def _generator() -> Any:
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -92,21 +93,22 @@ def test_cli_training_on_demo_tickets_with_the_packaged_encoder(trained: dict[st
 
 
 @pytest.fixture(scope="module")
-def server(trained: dict[str, Any], env: dict[str, str]) -> Iterator[str]:
+def server(trained: dict[str, Any], env: dict[str, str], home: Path) -> Iterator[str]:
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "deskpilot.cli", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = home / "serve.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deskpilot.cli", "serve", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                pytest.fail(f"deskpilot serve exited: {proc.stderr.read() if proc.stderr else ''}")
+                pytest.fail(f"deskpilot serve exited: {log.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
