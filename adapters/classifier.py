@@ -59,7 +59,7 @@ class ClassifierRecipe:
     """Training settings; ``preset`` picks the defaults, explicit fields override."""
 
     preset: str = "auto"
-    epochs: int = 2
+    epochs: int | None = None  # None: the preset decides (auto 2, best 4)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.1
@@ -83,7 +83,7 @@ class ClassifierRecipe:
     def __post_init__(self) -> None:
         if self.preset not in ("auto", "fast", "best"):
             raise InputDataError(f"unknown preset '{self.preset}'", hint="use auto, fast or best")
-        if self.epochs < 0 or self.batch_size < 1 or self.max_length < 8:
+        if (self.epochs is not None and self.epochs < 0) or self.batch_size < 1 or self.max_length < 8:
             raise InputDataError("epochs must be >= 0, batch size >= 1 and max length >= 8")
         if not 0.0 <= self.val_fraction < 0.5:
             raise InputDataError("validation fraction must be in [0, 0.5)")
@@ -176,6 +176,9 @@ def resolve_preset(recipe: ClassifierRecipe, n_rows: int, n_labels: int) -> Clas
         per_class = n_rows / max(1, n_labels)
         if per_class < 8 or n_rows < 40:
             r.fine_tune = False  # too little data to fine-tune safely: the probe generalises better
+    if r.epochs is None:
+        # best: validation accuracy on Banking77 still rose at epoch 2 (0.915 -> 0.931), so give it more
+        r.epochs = {"fast": 0, "auto": 2, "best": 4}[r.preset]
     return r
 
 

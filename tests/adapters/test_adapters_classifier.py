@@ -327,3 +327,9 @@ def test_training_budget_helper_runs_out() -> None:
     time.sleep(0.001)
     assert budget.expired()
     assert not classifier._Budget(None).expired()
+
+
+@pytest.mark.parametrize(("preset", "epochs"), [("fast", 0), ("auto", 2), ("best", 4)])
+def test_presets_choose_the_epochs_unless_given(preset: str, epochs: int) -> None:
+    assert resolve_preset(ClassifierRecipe(preset=preset), 1000, 10).epochs == epochs
+    assert resolve_preset(ClassifierRecipe(preset=preset, epochs=1), 1000, 10).epochs == 1
