@@ -259,7 +259,8 @@ class Engine:
         top = [Alternative(labels[int(i)], round(float(s), 6)) for s, i in zip(scores, idx, strict=True)]
         threshold = float(head.card.thresholds.get("per_class", {}).get(top[0].label, head.threshold))
         reason = None
-        if float(scores[0]) < threshold:
+        # a threshold of 1.0 means "a person reviews everything", even a saturated 1.0 score
+        if float(scores[0]) < threshold or threshold >= 1.0:
             reason = f"confidence {top[0].score:.2f} below threshold {threshold:.2f}"
         elif similarity < head.similarity_threshold:
             reason = (
