@@ -243,15 +243,12 @@ def train_classifier(
     emb = embed(encoder, tokenizer, features, batch_size=64, progress=progress, stage="embedding")
     x_tr, y_tr = emb[train_idx], y_all[train_idx]
     x_va, y_va = emb[val_idx], y_all[val_idx]
-    best_l2, head = None, None
-    best_acc = -1.0
     # weak L2 suits unit-length features (C=100 in sklearn terms is ~1e-5 here); validation picks
-    for l2 in (1e-4, 1e-5) if val_idx else (1e-5,):
-        candidate = fit_linear_head(x_tr, y_tr, len(label_names), l2)
-        acc = _val_accuracy(_head_logits(candidate, x_va), y_va) if val_idx else 0.0
-        if acc > best_acc:
-            best_acc, best_l2, head = acc, l2, candidate
-    assert head is not None
+    grid = (1e-4, 1e-5) if val_idx else (1e-5,)
+    heads = {l2: fit_linear_head(x_tr, y_tr, len(label_names), l2) for l2 in grid}
+    scores = {l2: _val_accuracy(_head_logits(h, x_va), y_va) if val_idx else 0.0 for l2, h in heads.items()}
+    best_l2 = max(grid, key=scores.__getitem__)
+    head, best_acc = heads[best_l2], scores[best_l2]
     history: list[dict[str, float]] = [{"epoch": 0, "val_accuracy": best_acc}]
     if progress:
         progress("linear probe", 1, 1)
