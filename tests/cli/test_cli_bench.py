@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 from cli_support import Invoke, assert_ok, last_json
 
-from deskpilot.config import Settings
 
-
-def _data_root() -> Path:
-    root = Settings().evaluation_data_dir()
-    if root is None or not (root / "banking77" / "train.csv").is_file():
-        if os.environ.get("DESKPILOT_REQUIRE_SERVICES") == "1":
-            pytest.fail("../shared/data/banking77 is missing (DESKPILOT_REQUIRE_SERVICES=1)")
-        pytest.skip("../shared/data/banking77 is not present")
-    return root
-
-
-def test_bench_quality_smoke_writes_json_and_markdown(cli: Invoke, tmp_path: Path) -> None:
-    _data_root()
+def test_bench_quality_smoke_writes_json_and_markdown(cli: Invoke, tmp_path: Path, data_root: Path) -> None:
     out, md = tmp_path / "results", tmp_path / "RESULTS.md"
     result = cli(
         "bench", "quality", "--datasets", "banking77", "--sample", "160", "--methods", "tfidf_svc",
@@ -39,7 +25,6 @@ def test_bench_quality_smoke_writes_json_and_markdown(cli: Invoke, tmp_path: Pat
     assert "<!-- quality:start -->" in text and "<!-- quality:end -->" in text
 
 
-def test_bench_quality_unknown_dataset_is_a_user_error(cli: Invoke, tmp_path: Path) -> None:
-    _data_root()
+def test_bench_quality_unknown_dataset_is_a_user_error(cli: Invoke, tmp_path: Path, data_root: Path) -> None:
     result = cli("bench", "quality", "--datasets", "nope", "--out", str(tmp_path))
     assert result.exit_code == 2 and "nope" in result.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from deskpilot.evaluation.baselines import (
     TfidfSvc,
     contrastive_pairs,
 )
-from deskpilot.evaluation.datasets import LabelledSplit, banking77, data_dir, stratified_indices
+from deskpilot.evaluation.datasets import LabelledSplit, banking77, stratified_indices
 
 pytest.importorskip("sklearn", reason="the baselines need scikit-learn (the 'eval' extra)")
 
@@ -137,13 +136,8 @@ def test_baselines_refuse_bad_training_data() -> None:
 
 
 @pytest.fixture(scope="module")
-def root() -> Path:
-    found = data_dir()
-    if found is None:
-        if os.environ.get("DESKPILOT_REQUIRE_SERVICES") == "1":
-            pytest.fail("evaluation data folder missing (DESKPILOT_DATA_DIR or ../shared/data)")
-        pytest.skip("evaluation data folder absent (set DESKPILOT_DATA_DIR or provide ../shared/data)")
-    return found
+def root(data_root: Path) -> Path:
+    return data_root
 
 
 def _sample(split: LabelledSplit, n: int) -> LabelledSplit:

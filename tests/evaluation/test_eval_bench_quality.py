@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from deskpilot.evaluation.bench_quality import (
     stratified_sample,
     summary,
 )
-from deskpilot.evaluation.datasets import LabelledSplit, data_dir
+from deskpilot.evaluation.datasets import LabelledSplit
 
 pytest.importorskip("sklearn", reason="the baselines need scikit-learn (the 'eval' extra)")
 
@@ -209,13 +208,8 @@ def test_run_quality_rejects_unknown_names(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def root() -> Path:
-    found = data_dir()
-    if found is None:
-        if os.environ.get("DESKPILOT_REQUIRE_SERVICES") == "1":
-            pytest.fail("evaluation data folder missing (DESKPILOT_DATA_DIR or ../shared/data)")
-        pytest.skip("evaluation data folder absent (set DESKPILOT_DATA_DIR or provide ../shared/data)")
-    return found
+def root(data_root: Path) -> Path:
+    return data_root
 
 
 @pytest.mark.integration

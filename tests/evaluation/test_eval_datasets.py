@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -27,13 +26,8 @@ from deskpilot.evaluation.datasets import (
 
 
 @pytest.fixture(scope="module")
-def root() -> Path:
-    found = data_dir()
-    if found is None:
-        if os.environ.get("DESKPILOT_REQUIRE_SERVICES") == "1":
-            pytest.fail("evaluation data folder missing (DESKPILOT_DATA_DIR or ../shared/data)")
-        pytest.skip("evaluation data folder absent (set DESKPILOT_DATA_DIR or provide ../shared/data)")
-    return found
+def root(data_root: Path) -> Path:
+    return data_root
 
 
 # no data needed ----------------------------------------------------------------------
