@@ -64,3 +64,45 @@ def threshold_for_precision(confidences: torch.Tensor, correct: torch.Tensor, ta
     # the largest covered set meeting the target: cut just below its lowest confidence
     last = int(torch.nonzero(ok).max())
     return float(conf[last])
+
+
+def per_class_thresholds(
+    confidences: torch.Tensor,
+    predicted: torch.Tensor,
+    correct: torch.Tensor,
+    target: float,
+    labels: list[str],
+    min_support: int = 10,
+) -> dict[str, float]:
+    """A threshold per predicted class reaching ``target`` precision on that class's rows.
+
+    A class with fewer than ``min_support`` validation predictions keeps the global
+    threshold (absent here): a handful of rows cannot set a threshold worth trusting.
+    """
+    out: dict[str, float] = {}
+    for index, label in enumerate(labels):
+        rows = predicted == index
+        if int(rows.sum()) >= min_support:
+            out[label] = threshold_for_precision(confidences[rows], correct[rows], target)
+    return out
+
+
+def similarity_threshold_for_oos(
+    in_scope: torch.Tensor, out_of_scope: torch.Tensor, max_in_scope_loss: float = 0.05
+) -> float:
+    """The similarity cut that best separates known out-of-scope rows from in-scope ones.
+
+    Maximises (in-scope rows kept) + (out-of-scope rows caught), but never gives up more
+    than ``max_in_scope_loss`` of the in-scope rows: a few OOS examples must not make the
+    classifier abstain on the traffic it was trained for.
+    """
+    if in_scope.numel() == 0 or out_of_scope.numel() == 0:
+        return 0.0
+    floor = float(torch.quantile(in_scope, max_in_scope_loss))
+    candidates = torch.cat([in_scope, out_of_scope]).unique()
+    candidates = candidates[candidates <= floor]
+    if candidates.numel() == 0:
+        return floor
+    kept = (in_scope.unsqueeze(0) >= candidates.unsqueeze(1)).float().mean(1)
+    caught = (out_of_scope.unsqueeze(0) < candidates.unsqueeze(1)).float().mean(1)
+    return float(candidates[int(torch.argmax(kept + caught))])

@@ -64,6 +64,14 @@ TenantOpt = Annotated[str | None, typer.Option(help="Tenant the adapter belongs 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 TextCol = Annotated[str, typer.Option(help="Column holding the text (subject+body are joined if absent).")]
 LabelCol = Annotated[str, typer.Option(help="Column holding the label.")]
+FromAdapterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-adapter",
+        help="Warm start from a registered adapter (a domain adapter from `deskpilot adapt`, or a "
+        "classifier of a similar task): TASK[:VERSION] of this tenant, or TENANT/TASK[:VERSION].",
+    ),
+]
 
 
 def say(message: str, *, prefix: str = "") -> None:
@@ -232,6 +240,11 @@ def train_classifier_cmd(
     promote: Annotated[
         bool | None, typer.Option("--promote/--no-promote", help="Serve the new version [default: if first]")
     ] = None,
+    from_adapter: FromAdapterOpt = None,
+    oos_data: Annotated[
+        Path | None,
+        typer.Option(help="Texts the classifier must NOT answer (same --text-column): tunes abstaining."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a LoRA classifier adapter and register it as a new version."""
@@ -244,10 +257,12 @@ def train_classifier_cmd(
 
         check_name("task", task)
         check_name("tenant", tenant)
+        donor = _adapter_folder(from_adapter, tenant) if from_adapter else None
         rows = _read(data, text_column, label_column)
         for warning in check_trainable(rows):
             warn(warning)
         eval_rows = _read(eval_file, text_column, label_column) if eval_file else None
+        oos_rows = _read(oos_data, text_column, None, require_labels=False) if oos_data else None
 
         _quiet_libraries()
         from deskpilot.adapters.catalog import resolve
@@ -265,6 +280,8 @@ def train_classifier_cmd(
             recipe_args["epochs"] = epochs
         if max_length is not None:
             recipe_args["max_length"] = max_length
+        if donor is not None:
+            recipe_args["init_adapter"] = str(donor)
         base_model = resolve(base or s.base_model)
         say(f"training {task} on {len(rows):,} rows, {len(set(rows.labels))} labels, base {base_model.name}")
         with progress_bar(enabled=sys.stderr.isatty() or not as_json) as progress:
@@ -277,6 +294,7 @@ def train_classifier_cmd(
                 recipe=ClassifierRecipe(**recipe_args),
                 progress=progress,
                 threads=s.threads,
+                oos_texts=oos_rows.texts if oos_rows is not None else None,
             )
         registry = Registry(s.adapters_dir)
         card = registry.register(result.directory, result.card, promote=promote)
@@ -325,6 +343,109 @@ def train_classifier_cmd(
             )
 
 
+# --- adapt ---------------------------------------------------------------------------
+def _adapter_folder(spec: str, tenant: str) -> Path:
+    """``TASK[:VERSION]`` (this tenant) or ``TENANT/TASK[:VERSION]`` -> a registered version's folder.
+
+    Without a version: the champion, else the newest version (domain adapters are never
+    promoted: they are not served).
+    """
+    from deskpilot.adapters.registry import Registry
+    from deskpilot.errors import AdapterNotFoundError
+
+    owner, _, rest = spec.strip().rpartition("/")
+    owner = owner or tenant
+    task, _, version = rest.partition(":")
+    registry = Registry(settings().adapters_dir)
+    if not version:
+        versions = registry.versions(owner, task)
+        if not versions:
+            raise AdapterNotFoundError(
+                f"no adapter '{task}' of tenant '{owner}' to start from",
+                hint="see deskpilot adapters list; make a domain adapter with deskpilot adapt --data FILE",
+            )
+        version = registry.champion_version(owner, task) or versions[-1].version
+    registry.card(owner, task, version)  # raises when that version does not exist
+    return registry.path(owner, task, version)
+
+
+@app.command("adapt")
+def adapt_cmd(
+    data: Annotated[Path, typer.Option(help="Unlabelled texts: CSV with a header, or JSONL.")],
+    text_column: TextCol = "text",
+    name: Annotated[str, typer.Option(help="Task name the domain adapter is registered under.")] = "domain",
+    base: Annotated[str | None, typer.Option(help="Base encoder: alias, local folder or HF id.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the texts.")] = 1,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly at this budget.")] = None,
+    max_length: Annotated[int, typer.Option(min=8, help="Max tokens per text.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    tenant: TenantOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Domain adaptation: continue pre-training the encoder (masked-LM LoRA) on unlabelled texts.
+
+    The adapter is registered (not served); start a classifier from it with
+    `deskpilot train classifier --from-adapter NAME ...`.
+    """
+    s = settings()
+    tenant = _tenant(tenant)
+    with user_errors():
+        from deskpilot.adapters.registry import check_name
+
+        check_name("task", name)
+        check_name("tenant", tenant)
+        rows = _read(data, text_column, None, require_labels=False)
+
+        _quiet_libraries()
+        from deskpilot.adapters.catalog import resolve
+        from deskpilot.adapters.domain import DomainRecipe, adapt_encoder
+        from deskpilot.adapters.registry import Registry
+
+        recipe = DomainRecipe(
+            epochs=epochs, max_minutes=max_minutes, max_length=max_length, seed=seed, bf16=s.bf16
+        )
+        base_model = resolve(base or s.base_model)
+        say(f"adapting {base_model.name} to {len(rows):,} texts from {data.name}")
+        with progress_bar(enabled=sys.stderr.isatty() or not as_json) as progress:
+            result = adapt_encoder(
+                rows.texts,
+                base=base_model,
+                task=name,
+                tenant=tenant,
+                recipe=recipe,
+                progress=progress,
+                threads=s.threads,
+            )
+        registry = Registry(s.adapters_dir)
+        card = registry.register(result.directory, result.card, promote=False)
+        _record_adapter(card, champion=False)
+
+    m = card.metrics
+    summary = {
+        "task": name,
+        "tenant": tenant,
+        "kind": card.kind,
+        "version": card.version,
+        "train_seconds": card.train_seconds,
+        "n_texts": len(rows),
+        "n_train": card.n_train,
+        "heldout_texts": m.get("heldout_texts"),
+        "mlm_loss_before": m.get("mlm_loss_before"),
+        "mlm_loss_after": m.get("mlm_loss_after"),
+        "mlm_loss_after_without_lora": m.get("mlm_loss_after_without_lora"),
+        "train_steps": m.get("train_steps"),
+        "path": str(registry.path(tenant, name, card.version)),
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        say(
+            f"registered {name} {card.version} (domain) in {card.train_seconds:.0f}s; held-out MLM loss "
+            f"{_fmt(summary['mlm_loss_before'])} -> {_fmt(summary['mlm_loss_after'])}"
+        )
+        say(f"start a classifier from it: deskpilot train classifier --from-adapter {name} ...")
+
+
 # --- evaluate ------------------------------------------------------------------------
 @evaluate_app.command("classifier")
 def evaluate_classifier_cmd(
@@ -361,11 +482,32 @@ def evaluate_classifier_cmd(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("n", "accuracy", "macro_f1", "coverage", "accuracy_on_covered", "oos_recall"):
-        value = report.get(key)
-        table.add_row(
-            key, "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
-        )
-    Console().print(table)
+        table.add_row(key, _cell(report.get(key)))
+    console = Console()
+    console.print(table)
+    console.print(_per_class_table(report.get("per_class", {})))
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+
+def _per_class_table(per_class: dict[str, dict[str, Any]], limit: int = 20) -> Table:
+    """Precision and coverage per class; with many classes, the least precise first."""
+
+    def precision(item: tuple[str, dict[str, Any]]) -> tuple[bool, float]:
+        value = item[1].get("precision")
+        return (value is not None, value or 0.0)  # never predicted first
+
+    rows = sorted(per_class.items(), key=precision)
+    shown = rows if len(rows) <= limit else rows[:limit]
+    title = "per class" if len(shown) == len(rows) else f"per class: the {limit} least precise of {len(rows)}"
+    table = Table(title=title)
+    for column in ("class", "precision", "coverage", "recall", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for label, m in shown:
+        table.add_row(label, *(_cell(m.get(k)) for k in ("precision", "coverage", "recall", "support")))
+    return table
 
 
 # --- predict -------------------------------------------------------------------------
@@ -621,6 +763,120 @@ def bench_quality_cmd(
                     for k in ("accuracy", "macro_f1", "coverage", "oos_recall", "train_seconds")
                 ),
             )
+    Console().print(table)
+
+
+@bench_app.command("serve")
+def bench_serve_cmd(
+    task: Annotated[
+        str, typer.Option(help="Adapter to benchmark; trained on --train-data first if it has none.")
+    ] = "banking77",
+    tenant: TenantOpt = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled texts to classify [default: Banking77 test]")
+    ] = None,
+    train_data: Annotated[
+        Path | None,
+        typer.Option(help="Training data when the task has no adapter [default: Banking77 train]"),
+    ] = None,
+    text_column: TextCol = "text",
+    label_column: LabelCol = "label",
+    train_minutes: Annotated[float, typer.Option(min=0.1, help="Time budget for that training.")] = 10.0,
+    adapters: Annotated[
+        int, typer.Option(min=1, help="Adapters resident for the memory and mixed-stream figures.")
+    ] = 50,
+    latency_texts: Annotated[int, typer.Option(min=1, help="One-text requests timed for latency.")] = 500,
+    repeats: Annotated[int, typer.Option(min=1, help="Each throughput is the best of this many runs.")] = 2,
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="Use N texts spread over the data (smoke run).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for serve.json [default: evaluation/results]")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Markdown to update [default: evaluation/RESULTS.md]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The serving engine vs transformers.pipeline: throughput, latency, memory, 50 adapters."""
+    import shlex
+
+    s = settings()
+    tenant = _tenant(tenant)
+    with user_errors():
+        from deskpilot.adapters.registry import Registry, check_name
+
+        check_name("task", task)
+        check_name("tenant", tenant)
+        _quiet_libraries()
+        from deskpilot.evaluation import datasets as ds
+        from deskpilot.evaluation.bench_serve import (
+            RESULTS_DIR,
+            RESULTS_MD,
+            ServeConfig,
+            ensure_adapter,
+            lora_is_zero,
+            run_serve,
+            spread,
+            summary,
+        )
+
+        def banking77() -> Any:
+            return ds.banking77(s.evaluation_data_dir())
+
+        test = ds.load_file(data, text_column, label_column) if data else banking77().test
+        registry = Registry(s.adapters_dir)
+        if registry.champion_version(tenant, task) is None:
+            train = ds.load_file(train_data, text_column, label_column) if train_data else banking77().train
+            ensure_adapter(
+                s.adapters_dir,
+                tenant,
+                task,
+                train.texts,
+                train.labels,
+                base=s.base_model,
+                minutes=train_minutes,
+                threads=s.threads,
+                log=say,
+            )
+        card = registry.card(tenant, task)
+        if lora_is_zero(registry.path(tenant, task, card.version)):
+            warn(f"{task} {card.version} has all-zero LoRA weights (probe only): merging changes nothing")
+        texts, labels = test.texts, test.labels
+        if sample is not None:
+            texts, labels = spread(texts, sample), spread(labels, sample)
+        results = run_serve(
+            s.adapters_dir,
+            tenant,
+            task,
+            texts,
+            labels,
+            config=ServeConfig(
+                adapters=adapters,
+                latency_texts=latency_texts,
+                repeats=repeats,
+                threads=s.threads,
+                bf16=s.bf16,
+                engine_batch_size=s.engine_batch_texts,
+            ),
+            dataset=str(data) if data else "banking77 test",
+            out_dir=out or RESULTS_DIR,
+            markdown=markdown or RESULTS_MD,
+            command="deskpilot " + shlex.join(sys.argv[1:]),
+            log=say,
+        )
+    figures = summary(results)
+    if as_json:
+        emit_json(figures)
+        return
+    table = Table(title="serve")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        if not isinstance(value, dict):
+            table.add_row(key, _fmt(value))
+    for key, met in figures["requirements"].items():
+        table.add_row(f"requirement {key}", "met" if met else "NOT MET")
     Console().print(table)
 
 

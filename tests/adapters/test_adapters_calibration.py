@@ -99,3 +99,30 @@ def test_threshold_respects_ties() -> None:
     t = threshold_for_precision(conf, correct, 0.9)
     covered = conf >= t
     assert float(correct[covered].float().mean()) >= 0.9  # today t == 0.8 covers 2/3 right
+
+
+def test_per_class_thresholds_follow_each_class_and_skip_thin_ones() -> None:
+    from deskpilot.adapters.calibration import per_class_thresholds
+
+    # class 0: always right; class 1: wrong below 0.7; class 2: only 3 predictions
+    conf = torch.tensor([0.5, 0.6, 0.7, 0.8, 0.9] * 4 + [0.5, 0.6, 0.7, 0.8, 0.9] * 4 + [0.4, 0.5, 0.6])
+    pred = torch.tensor([0] * 20 + [1] * 20 + [2] * 3)
+    correct = torch.cat([torch.ones(20), (conf[20:40] >= 0.7).float(), torch.zeros(3)]).bool()
+    out = per_class_thresholds(conf, pred, correct, 0.9, ["a", "b", "c"], min_support=10)
+    assert out == {"a": 0.0, "b": pytest.approx(0.7)}
+
+
+def test_oos_similarity_threshold_separates_and_protects_in_scope() -> None:
+    from deskpilot.adapters.calibration import similarity_threshold_for_oos
+
+    g = torch.Generator().manual_seed(0)
+    in_scope = 0.8 + 0.05 * torch.randn(500, generator=g)
+    oos = 0.5 + 0.05 * torch.randn(200, generator=g)
+    cut = similarity_threshold_for_oos(in_scope, oos)
+    assert float((in_scope >= cut).float().mean()) >= 0.95
+    assert float((oos < cut).float().mean()) >= 0.95
+    # overlapping OOS examples may not push the cut past 5 % of in-scope rows
+    close = 0.8 + 0.05 * torch.randn(200, generator=g)
+    cut = similarity_threshold_for_oos(in_scope, close, max_in_scope_loss=0.05)
+    assert float((in_scope >= cut).float().mean()) >= 0.95 - 1e-6
+    assert similarity_threshold_for_oos(in_scope, torch.empty(0)) == 0.0

@@ -329,7 +329,13 @@ def test_training_budget_helper_runs_out() -> None:
     assert not classifier._Budget(None).expired()
 
 
-@pytest.mark.parametrize(("preset", "epochs"), [("fast", 0), ("auto", 2), ("best", 4)])
-def test_presets_choose_the_epochs_unless_given(preset: str, epochs: int) -> None:
-    assert resolve_preset(ClassifierRecipe(preset=preset), 1000, 10).epochs == epochs
-    assert resolve_preset(ClassifierRecipe(preset=preset, epochs=1), 1000, 10).epochs == 1
+@pytest.mark.parametrize(
+    ("preset", "epochs", "minutes"), [("fast", 0, None), ("auto", 4, 13.0), ("best", 6, None)]
+)
+def test_presets_choose_the_epochs_and_budget_unless_given(
+    preset: str, epochs: int, minutes: float | None
+) -> None:
+    resolved = resolve_preset(ClassifierRecipe(preset=preset), 1000, 10)
+    assert (resolved.epochs, resolved.max_minutes) == (epochs, minutes)
+    given = resolve_preset(ClassifierRecipe(preset=preset, epochs=1, max_minutes=60), 1000, 10)
+    assert (given.epochs, given.max_minutes) == (1, 60)

@@ -91,6 +91,9 @@ def test_evaluate_in_scope(cli: Invoke, trained_home: Path, trained_template: Tr
     plain = cli("evaluate", "classifier", "--task", "intent", "--data", trained_template.test_csv)
     assert_ok(plain)
     assert "accuracy_on_covered" in plain.stdout and "n/a" in plain.stdout  # oos_recall shown as n/a
+    assert "per class" in plain.stdout and "precision" in plain.stdout
+    for label in INTENT_WORDS:
+        assert label in plain.stdout
 
 
 def test_evaluate_abstention_and_out_of_scope(

@@ -141,3 +141,28 @@ def test_plain_output_goes_to_stderr(cli: Invoke, tmp_path: Path, tiny_dir: Path
     assert_ok(result)
     assert "registered intent v1 (champion)" in result.stderr
     assert "{" not in result.stdout  # no JSON without --json
+
+
+def test_oos_data_tunes_the_similarity_threshold(
+    cli: Invoke, tmp_path: Path, tiny_dir: Path, home: Path
+) -> None:
+    from adapters_support import DEVICE_WORDS
+
+    texts, labels = make_texts(INTENT_WORDS, per_label=40, seed=16)  # enough to hold out 12
+    write_csv(tmp_path / "train.csv", ["text", "label"], list(zip(texts, labels, strict=True)))
+    oos, _ = make_texts(DEVICE_WORDS, per_label=10, seed=17)
+    write_csv(tmp_path / "oos.csv", ["text"], [(t,) for t in oos])
+    result = cli(
+        "train", "classifier", "--task", "intent", "--data", "train.csv", "--oos-data", "oos.csv",
+        "--base", tiny_dir, "--epochs", "0", "--json",
+    )  # fmt: skip
+    assert_ok(result)
+    card = _card(home)
+    assert card["thresholds"]["oos_tuned_on"] == 20
+    validation = last_json(result.stdout)["validation"]
+    assert validation["n_oos"] == 20 and 0.0 <= validation["oos_caught"] <= 1.0
+    missing = cli(
+        "train", "classifier", "--task", "intent", "--data", "train.csv", "--oos-data", "nope.csv",
+        "--base", tiny_dir, "--epochs", "0",
+    )  # fmt: skip
+    assert missing.exit_code == 2 and "nope.csv" in missing.stderr
