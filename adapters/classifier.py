@@ -209,16 +209,14 @@ def resolve_preset(recipe: ClassifierRecipe, n_rows: int, n_labels: int) -> Clas
 
 
 def _layers_to_train(recipe: ClassifierRecipe, encoder: nn.Module) -> int:
-    """How many top layers get LoRA (0: all): auto trains the top half, best all, a warm start
-    the donor's layers (a domain adapter covers all; a classifier donor what it was trained with)."""
+    """How many top layers get LoRA (0: all): all unless asked, a warm start the donor's layers
+    (a domain adapter covers all; a classifier donor what it was trained with)."""
     depth = num_layers(encoder)
     if recipe.train_layers is not None:
         return 0 if not depth or recipe.train_layers >= depth else max(0, recipe.train_layers)
     if recipe.init_adapter:  # warm_start checks that the donor's LoRA config then matches
         return _donor_layers(Path(recipe.init_adapter), encoder)
-    if recipe.preset == "best" or not depth:
-        return 0
-    return max(1, depth // 2)
+    return 0  # every layer; auto falls back to the top half when that does not fit the budget
 
 
 def label_text(label: str) -> str:
@@ -314,6 +312,7 @@ def train_classifier(
 
     tokenizer = load_tokenizer(base)
     encoder = load_encoder(base)
+    layers_fallback = recipe.preset == "auto" and recipe.train_layers is None and not recipe.init_adapter
     recipe.train_layers = _layers_to_train(recipe, encoder)
     if recipe.init_adapter:  # the probe below already sees the donor's LoRA (see warm_start)
         encoder = warm_start(encoder, recipe, base)
@@ -348,6 +347,7 @@ def train_classifier(
         history,
         progress,
         start_head=heads[start_l2],
+        top_half_fallback=layers_fallback,
     )
     tuning_seconds = time.monotonic() - tuning_started
 
@@ -520,12 +520,16 @@ def _fine_tune(
     history: list[dict[str, float]],
     progress: ProgressFn | None,
     start_head: nn.Linear | None = None,
+    top_half_fallback: bool = False,
 ) -> MeanPoolClassifier:
     """LoRA fine-tuning with the HF Trainer; returns the best state seen (probe included).
 
     ``head`` is the probe (epoch 0); tuning starts from ``start_head`` when given: a more
     regularised probe. A probe with weak L2 fits the training rows almost perfectly, which
     leaves the encoder next to no gradient to learn from.
+
+    With ``top_half_fallback``, when LoRA on every layer does not fit the time budget,
+    only the top half gets LoRA (``recipe.train_layers`` is updated to say so).
     """
     from peft import PeftModel, get_peft_model
 
@@ -540,36 +544,49 @@ def _fine_tune(
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
     depth = num_layers(encoder) or 0
-    split = split_encoder(peft_encoder, depth - recipe.train_layers) if recipe.train_layers else None
-    if split is not None and _cache_bytes(features, encoder) <= CACHE_LIMIT_BYTES:
+    probe = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
+    if start_head is not None:
+        model.head.load_state_dict(start_head.state_dict())
+
+    def prepare() -> tuple[MeanPoolClassifier, Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        """The model the Trainer runs, its collator, and the train / validation rows."""
+        split = split_encoder(peft_encoder, depth - recipe.train_layers) if recipe.train_layers else None
+        if split is None or _cache_bytes(features, encoder) > CACHE_LIMIT_BYTES:
+
+            def token_row(i: int) -> dict[str, Any]:
+                return {**features[i], "labels": int(y_all[i])}
+
+            rows = ([token_row(i) for i in train_idx], [token_row(i) for i in val_idx])
+            return model, TokenCollator(tokenizer), *rows
         # the frozen lower layers give the same states every epoch: compute them once
         states = _lower_states(split, tokenizer, features, train_idx + val_idx, progress)
-        train_model: MeanPoolClassifier = CachedUpperClassifier(
-            peft_encoder, head, split, recipe.label_smoothing
-        )
 
-        def row(i: int) -> dict[str, Any]:
+        def hidden_row(i: int) -> dict[str, Any]:
             return {"input_ids": features[i]["input_ids"], "hidden": states[i], "labels": int(y_all[i])}
 
-        collator: Any = HiddenCollator()
-    else:
-        train_model = model
+        cached = CachedUpperClassifier(peft_encoder, model.head, split, recipe.label_smoothing)
+        return cached, HiddenCollator(), [hidden_row(i) for i in train_idx], [hidden_row(i) for i in val_idx]
 
-        def row(i: int) -> dict[str, Any]:
-            return {**features[i], "labels": int(y_all[i])}
-
-        collator = TokenCollator(tokenizer)
-
-    train_rows = [row(i) for i in train_idx]
-    val_rows = [row(i) for i in val_idx]
+    train_model, collator, train_rows, val_rows = prepare()
+    epochs, max_steps = _plan_epochs(train_model, collator, train_rows, len(val_rows), recipe, budget)
+    if (
+        top_half_fallback
+        and recipe.train_layers == 0
+        and depth > 1
+        and (epochs, max_steps) != (recipe.epochs, -1)
+    ):
+        # every layer does not fit the budget: LoRA on the top half, trained on cached
+        # states of the frozen lower half, runs a step several times faster
+        recipe.train_layers = max(1, depth // 2)
+        bare = peft_encoder.unload()
+        peft_encoder = get_peft_model(bare, lora_config(bare, recipe))
+        model = MeanPoolClassifier(peft_encoder, model.head, recipe.label_smoothing)
+        train_model, collator, train_rows, val_rows = prepare()
+        epochs, max_steps = _plan_epochs(train_model, collator, train_rows, len(val_rows), recipe, budget)
     best = {"acc": history[0]["val_accuracy"] if val_idx else -1.0, "state": _trainable_state(model)}
-    if start_head is not None:
-        with torch.no_grad():
-            model.head.weight.copy_(start_head.weight)
-            model.head.bias.copy_(start_head.bias)
+    best["state"].update({f"head.{k}": v for k, v in probe.items()})  # epoch 0 is the probe itself
 
     steps_per_epoch = math.ceil(len(train_rows) / recipe.batch_size)
-    epochs, max_steps = _plan_epochs(train_model, collator, train_rows, len(val_rows), recipe, budget)
     total_steps = max_steps if max_steps > 0 else steps_per_epoch * epochs
     if total_steps < 1:
         return model

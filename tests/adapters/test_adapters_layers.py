@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from adapters_support import INTENT_WORDS, Trained, make_texts, peft_warning, small_recipe
+from adapters_support import INTENT_WORDS, make_texts, peft_warning, small_recipe
 from safetensors.torch import load_file
 from torch import nn
 
@@ -81,13 +81,44 @@ def test_target_modules_for_the_top_layers_only(tiny_base: BaseModel) -> None:
     assert linear_target_modules(encoder, 2) == linear_target_modules(encoder, 0)  # all of them
 
 
-def test_auto_trains_lora_on_the_top_half_and_saves_only_those_weights(trained_intent: Trained) -> None:
-    folder = trained_intent.result.directory
-    assert trained_intent.result.card.recipe["train_layers"] == 1
+@peft_warning
+def test_top_layers_only_saves_only_those_weights(tiny_base: BaseModel) -> None:
+    texts, labels = make_texts(INTENT_WORDS, per_label=40, seed=12)
+    result = train_classifier(
+        texts, labels, base=tiny_base, task="t", tenant="acme", recipe=small_recipe(train_layers=1, epochs=1)
+    )
+    folder = result.directory
+    assert result.card.recipe["train_layers"] == 1
     keys = load_file(str(folder / "adapter_model.safetensors")).keys()
     assert keys and all(".layer.1." in k for k in keys)
     config = json.loads((folder / "adapter_config.json").read_text())
     assert "layer\\.(1)" in config["target_modules"]
+
+
+@peft_warning
+def test_auto_falls_back_to_the_top_half_when_every_layer_does_not_fit(
+    tiny_base: BaseModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, labels = make_texts(INTENT_WORDS, per_label=40, seed=13)
+    plans: list[int] = []
+    original = classifier._plan_epochs
+
+    def plan(model: nn.Module, *args: object, **kwargs: object) -> tuple[int, int]:
+        plans.append(1)
+        epochs, steps = original(model, *args, **kwargs)  # type: ignore[arg-type]
+        return (1, -1) if len(plans) == 1 else (epochs, steps)  # the first plan (all layers) is cut
+
+    monkeypatch.setattr(classifier, "_plan_epochs", plan)
+    result = train_classifier(texts, labels, base=tiny_base, task="t", tenant="acme", recipe=small_recipe())
+    assert len(plans) == 2
+    assert result.card.recipe["train_layers"] == 1
+    keys = load_file(str(result.directory / "adapter_model.safetensors")).keys()
+    assert keys and all(".layer.1." in k for k in keys)
+
+    plans.clear()  # a fitting plan keeps every layer
+    monkeypatch.setattr(classifier, "_plan_epochs", original)
+    kept = train_classifier(texts, labels, base=tiny_base, task="t", tenant="acme", recipe=small_recipe())
+    assert kept.card.recipe["train_layers"] == 0
 
 
 @peft_warning
@@ -120,7 +151,7 @@ def test_cached_training_runs_only_the_upper_layers(
     monkeypatch.setattr(classifier.CachedUpperClassifier, "forward", counting_upper)
     monkeypatch.setattr(classifier, "_lower_states", counting_lower)
     result = train_classifier(
-        texts, labels, base=tiny_base, task="t", tenant="acme", recipe=small_recipe(epochs=2)
+        texts, labels, base=tiny_base, task="t", tenant="acme", recipe=small_recipe(epochs=2, train_layers=1)
     )
     assert calls["lower"] == 1
     assert calls["upper"] >= 2 * math.ceil(result.card.n_train / 16)

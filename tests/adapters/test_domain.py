@@ -266,10 +266,12 @@ def test_domain_adapters_are_not_served(domain_dir: Path, tiny_base: BaseModel) 
         engine.predict("acme", "domain", ["reset my password"], version="v1")
 
 
-def test_warm_start_from_a_top_layers_classifier_fine_tunes(
-    trained_intent: Trained, tiny_base: BaseModel, tmp_path: Path
-) -> None:
-    assert trained_intent.card.recipe["train_layers"] == 1  # the donor's LoRA: top layer only
-    result = _train(tiny_base, DEVICE_WORDS, tmp_path, epochs=1, init_adapter=str(trained_intent.directory))
+def test_warm_start_from_a_top_layers_classifier_fine_tunes(tiny_base: BaseModel, tmp_path: Path) -> None:
+    donor = _train(tiny_base, INTENT_WORDS, tmp_path, epochs=1, train_layers=1, refit_small=False)
+    assert donor.card.recipe["train_layers"] == 1  # the donor's LoRA: top layer only
+    result = _train(
+        tiny_base, DEVICE_WORDS, tmp_path, epochs=1, init_adapter=str(donor.directory), refit_small=False
+    )
     assert len(result.card.metrics["history"]) == 2
-    assert set(_lora(result.directory)) == set(_lora(trained_intent.directory))
+    assert result.card.recipe["train_layers"] == 1
+    assert set(_lora(result.directory)) == set(_lora(donor.directory))
