@@ -286,7 +286,9 @@ def train_classifier(
     if len(label_names) < 2:
         raise InputDataError("a classifier needs at least two labels")
     started = time.monotonic()
+    epochs_given = recipe is not None and recipe.epochs is not None
     recipe = resolve_preset(recipe or ClassifierRecipe(), len(texts), len(label_names))
+    recipe.extra = {**recipe.extra, "epochs_given": epochs_given}
     budget = _Budget(recipe.max_minutes)
     configure_threads(threads)
     torch.manual_seed(recipe.seed)
@@ -422,7 +424,7 @@ def train_classifier(
             y_all,
             train_idx,
             [],
-            replace(recipe, epochs=refit_epochs, max_minutes=None),
+            replace(recipe, epochs=refit_epochs, max_minutes=None, extra={}),
             budget,
             [],
             progress,
@@ -578,11 +580,14 @@ def _fine_tune(
         # every layer does not fit the budget: LoRA on the top half, trained on cached
         # states of the frozen lower half, runs a step several times faster
         recipe.train_layers = max(1, depth // 2)
+        if not recipe.extra.get("epochs_given"):
+            recipe.epochs = 2 * int(recipe.epochs or 0)  # a step costs a quarter: twice the epochs
         bare = peft_encoder.unload()
         peft_encoder = get_peft_model(bare, lora_config(bare, recipe))
         model = MeanPoolClassifier(peft_encoder, model.head, recipe.label_smoothing)
         train_model, collator, train_rows, val_rows = prepare()
         epochs, max_steps = _plan_epochs(train_model, collator, train_rows, len(val_rows), recipe, budget)
+    recipe.extra["planned_epochs"], recipe.extra["planned_max_steps"] = epochs, max_steps
     best = {"acc": history[0]["val_accuracy"] if val_idx else -1.0, "state": _trainable_state(model)}
     best["state"].update({f"head.{k}": v for k, v in probe.items()})  # epoch 0 is the probe itself
 
@@ -760,6 +765,7 @@ def _plan_epochs(
         timings.append(time.perf_counter() - t0)
     model.zero_grad(set_to_none=True)
     per_step = timings[-1] * 1.1  # + optimizer, collation
+    recipe.extra["seconds_per_step"] = round(per_step, 4)
     steps_per_epoch = math.ceil(len(rows) / recipe.batch_size)
     per_epoch = steps_per_epoch * per_step + math.ceil(n_val / recipe.batch_size) * per_step / 3
     usable = left * 0.92 - 15.0  # calibration, centroids and saving come after training

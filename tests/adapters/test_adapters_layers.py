@@ -112,8 +112,16 @@ def test_auto_falls_back_to_the_top_half_when_every_layer_does_not_fit(
     result = train_classifier(texts, labels, base=tiny_base, task="t", tenant="acme", recipe=small_recipe())
     assert len(plans) == 2
     assert result.card.recipe["train_layers"] == 1
+    assert result.card.recipe["epochs"] == 2  # given: kept
     keys = load_file(str(result.directory / "adapter_model.safetensors")).keys()
     assert keys and all(".layer.1." in k for k in keys)
+
+    plans.clear()  # the preset's epochs double on the top half: a step there costs about a quarter
+    doubled = train_classifier(
+        texts, labels, base=tiny_base, task="t", tenant="acme", recipe=small_recipe(epochs=None)
+    )
+    assert doubled.card.recipe["train_layers"] == 1
+    assert doubled.card.recipe["epochs"] == 2 * classifier.PRESET_EPOCHS["auto"]
 
     plans.clear()  # a fitting plan keeps every layer
     monkeypatch.setattr(classifier, "_plan_epochs", original)
