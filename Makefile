@@ -50,9 +50,10 @@ unit: $(STAMP)
 
 test: lint typecheck importlint unit
 
-# long benchmarks, not part of `make test` (hours on 2 cores for every data set)
+# long benchmarks, not part of `make test` (hours on 2 cores for every data set; serve: minutes)
 bench: $(STAMP)
 	$(VENV)/bin/deskpilot bench quality
+	$(VENV)/bin/deskpilot bench serve
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -1,8 +1,10 @@
 """Dynamic micro-batching: concurrent requests share forward passes.
 
-One worker thread owns the engine's forward passes. Each request waits at most
-``max_wait_ms`` for company; requests for different adapters of the same base go into
-one mixed-adapter pass (``Engine.predict_many``). A single request costs one queue hop.
+One worker thread owns the engine's forward passes. Requests queued while a pass runs
+go into the next one together; when more requests are in flight than have been taken,
+the worker waits at most ``max_wait_ms`` for them. A request that arrives alone is
+answered at once (waiting could only add latency). Requests for different adapters of the
+same base go into one mixed-adapter pass (``Engine.predict_many``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class MicroBatcher:
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name="deskpilot-batcher", daemon=True)
         self._closed = False
+        self._in_flight = 0  # callers waiting for an answer (queued or in a pass)
+        self._count_lock = threading.Lock()
         self._worker.start()
 
     # --- Predictor -------------------------------------------------------------------
@@ -44,8 +48,14 @@ class MicroBatcher:
         if self._closed:
             raise RuntimeError("the batcher is closed")
         future: Future[list[Prediction]] = Future()
-        self._queue.put((Request(tenant, task, list(texts), version, abstain), future))
-        return future.result()
+        with self._count_lock:
+            self._in_flight += 1
+        try:
+            self._queue.put((Request(tenant, task, list(texts), version, abstain), future))
+            return future.result()
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
 
     def adapters(self, tenant: str) -> list[AdapterSummary]:
         return self.engine.adapters(tenant)
@@ -65,7 +75,10 @@ class MicroBatcher:
         while size < self.max_batch_texts:
             left = deadline - time.monotonic()
             try:
-                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                if left > 0 and self._in_flight > len(batch):  # others are coming: wait a little
+                    item = self._queue.get(timeout=left)
+                else:
+                    item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:

@@ -1,10 +1,20 @@
 """Serving engine: one copy of each base model, many LoRA classifier adapters.
 
-Adapters are loaded on demand into the base's PEFT wrapper and evicted least recently
-used beyond a bound. The champion is looked up per request (a small JSON read), so a
-promotion is picked up by the next request without a restart; in-flight requests finish
-on the version they started with because each holds its own head tensors and the
-forward pass runs under the base's lock.
+Adapters are loaded on demand and evicted least recently used beyond a bound. The
+champion is looked up per request (a ``stat`` of its pointer, the JSON re-read only when
+the file changed), so a promotion is picked up by the next request without a restart;
+in-flight requests finish on the version they started with because each holds its own
+head tensors and the forward pass runs under the base's lock.
+
+Two backends compute the embeddings, with the same result:
+
+- BERT-family bases (the default encoder included) use
+  :class:`~deskpilot.adapters.fastencoder.FastEncoder`: packed sequences (no padding in
+  the linear layers), fused QKV, per-adapter LoRA segments for mixed batches, merged
+  weights for a pass that serves one adapter, bf16 weights where the CPU has native bf16
+  (``bf16="auto"``: AMX or AVX512-BF16), all under ``torch.inference_mode``;
+- anything else (another architecture, a LoRA variant the fast path does not know)
+  goes through PEFT (``adapter_names`` for mixed batches), as before.
 """
 
 from __future__ import annotations
@@ -21,13 +31,16 @@ import torch
 from deskpilot.adapters.catalog import BaseModel, resolve
 from deskpilot.adapters.classifier import HEAD_FILE
 from deskpilot.adapters.encoding import embed, load_encoder, load_tokenizer, tokenize
-from deskpilot.adapters.hardware import configure_threads
-from deskpilot.adapters.registry import AdapterCard, Registry
+from deskpilot.adapters.fastencoder import FastEncoder, supports
+from deskpilot.adapters.hardware import configure_threads, use_bf16
+from deskpilot.adapters.registry import CARD, CHAMPION, AdapterCard, Registry
 from deskpilot.config import Settings
 from deskpilot.errors import AdapterNotFoundError, DeskpilotError, InputDataError
 from deskpilot.types import AdapterSummary, Alternative, Prediction
 
 TOP_K = 3
+FAST = "fast"
+PEFT = "peft"
 
 
 @dataclass
@@ -43,20 +56,28 @@ class _Head:
     max_length: int
     centroids: torch.Tensor | None = None
     similarity_threshold: float = 0.0
+    backend: str = PEFT
 
 
 class _Base:
-    """One base encoder with its PEFT wrapper and the adapters currently resident."""
+    """One base encoder, its fast path (if it has one), its PEFT wrapper (made on demand)
+    and the adapters currently resident."""
 
-    def __init__(self, base: BaseModel) -> None:
+    def __init__(self, base: BaseModel, *, fast: bool = True, dtype: torch.dtype = torch.float32) -> None:
         self.base = base
         self.tokenizer = load_tokenizer(base)
         self.encoder = load_encoder(base)
+        self.fast = FastEncoder(self.encoder, dtype=dtype) if fast and supports(self.encoder) else None
+        if self.fast is not None:
+            self.fast.warm()
         self.peft: Any = None
         self.lock = threading.RLock()
         self.resident: OrderedDict[str, _Head] = OrderedDict()
 
-    def attach(self, key: str, path: Path) -> None:
+    def attach(self, key: str, path: Path) -> str:
+        """Load an adapter's LoRA weights; returns the backend that will serve it."""
+        if self.fast is not None and self.fast.load(key, path):
+            return FAST
         from peft import PeftModel
 
         if self.peft is None:
@@ -66,9 +87,22 @@ class _Base:
         else:
             self.peft.load_adapter(str(path), adapter_name=key, is_trainable=False)
         self.peft.eval()
+        return PEFT
+
+    def has(self, head: _Head) -> bool:
+        if head.backend == FAST:
+            return self.fast is not None and head.key in self.fast.adapters
+        return self.peft is not None and head.key in self.peft.peft_config
+
+    def adapter_names(self) -> set[str]:
+        """Adapters whose weights are loaded, in either backend."""
+        names = set(self.fast.adapters) if self.fast is not None else set()
+        return names | (set(self.peft.peft_config) if self.peft is not None else set())
 
     def detach(self, key: str) -> None:
-        # the last adapter stays: PEFT cannot run without an active one
+        if self.fast is not None:
+            self.fast.remove(key)
+        # the last PEFT adapter stays: PEFT cannot run without an active one
         if self.peft is not None and key in self.peft.peft_config and len(self.peft.peft_config) > 1:
             if self.peft.active_adapter == key:
                 self.peft.set_adapter(next(k for k in self.peft.peft_config if k != key))
@@ -91,8 +125,55 @@ def adapter_key(card: AdapterCard) -> str:
     return f"{card.tenant}__{card.task}__{card.version}"
 
 
+class _CardCache:
+    """Registry reads, re-done only when a file changed (``stat``: mtime, inode, size).
+
+    Promotion and card updates replace files atomically (a new inode), so a changed
+    champion is seen by the very next request, as with an uncached read.
+    """
+
+    def __init__(self, registry: Registry, limit: int = 4096) -> None:
+        self.registry = registry
+        self.limit = limit
+        self._entries: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, path: Path, read: Any) -> Any:
+        try:
+            st = path.stat()
+        except OSError:
+            return read()  # the registry raises the right error (or finds it after all)
+        signature = (st.st_mtime_ns, st.st_ino, st.st_size)
+        with self._lock:
+            hit = self._entries.get(path)
+        if hit is not None and hit[0] == signature:
+            return hit[1]
+        value = read()
+        with self._lock:
+            if len(self._entries) >= self.limit:
+                self._entries.clear()
+            self._entries[path] = (signature, value)
+        return value
+
+    def card(self, tenant: str, task: str, version: str | None) -> AdapterCard:
+        if version is None:
+            pointer = self.registry.task_dir(tenant, task) / CHAMPION
+            version = self._cached(pointer, lambda: self.registry.champion_version(tenant, task))
+            if version is None:
+                return self.registry.card(tenant, task, None)  # raises "no adapter is registered"
+        path = self.registry.path(tenant, task, version) / CARD
+        card: AdapterCard = self._cached(path, lambda: self.registry.card(tenant, task, version))
+        return card
+
+
 class Engine:
-    """Implements :class:`deskpilot.tasks.classify.Predictor` over the on-disk registry."""
+    """Implements :class:`deskpilot.tasks.classify.Predictor` over the on-disk registry.
+
+    ``bf16``: ``"auto"`` keeps the fast path's weights in bfloat16 where the CPU multiplies
+    it natively, ``"on"``/``"off"`` force it; the default is exact fp32 (servers pass the
+    ``DESKPILOT_BF16`` setting, see :meth:`from_settings`). ``fast=False`` serves every
+    adapter through PEFT.
+    """
 
     def __init__(
         self,
@@ -101,12 +182,17 @@ class Engine:
         max_resident: int = 64,
         batch_size: int = 64,
         threads: int | None = None,
+        bf16: str = "off",
+        fast: bool = True,
     ) -> None:
         self.registry = registry
         self.max_resident = max_resident
         self.batch_size = batch_size
         self._threads = threads
+        self.fast = fast
+        self.dtype = torch.bfloat16 if use_bf16(bf16) else torch.float32
         self._bases: dict[str, _Base] = {}
+        self._cards = _CardCache(registry)
         self._lock = threading.RLock()
         self._ready = False
 
@@ -117,6 +203,7 @@ class Engine:
             max_resident=settings.max_adapters_resident,
             batch_size=settings.engine_batch_texts,
             threads=settings.threads,
+            bf16=settings.bf16,
         )
         if warm:
             engine.warm_up()
@@ -130,12 +217,24 @@ class Engine:
                 if self.registry.champion_version(tenant, task):
                     try:
                         self._head(tenant, task, None)
-                    except AdapterNotFoundError:
+                    except (AdapterNotFoundError, InputDataError):
                         continue
         self._ready = True
 
     def ready(self) -> bool:
         return self._ready
+
+    def describe(self) -> dict[str, Any]:
+        """How the loaded bases are served (for benchmarks and logs)."""
+        return {
+            name: {
+                "backend": FAST if b.fast is not None else PEFT,
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "resident": len(b.resident),
+                "merged": b.fast.merged_key if b.fast is not None else None,
+            }
+            for name, b in self._bases.items()
+        }
 
     # --- Predictor -------------------------------------------------------------------
     def adapters(self, tenant: str) -> list[AdapterSummary]:
@@ -175,9 +274,10 @@ class Engine:
     def predict_many(self, requests: Sequence[Request]) -> list[list[Prediction] | DeskpilotError]:
         """Answer several requests; those on one base share forward passes.
 
-        Rows of different adapters go through the encoder together (PEFT ``adapter_names``);
-        each request then gets its own head, calibration and thresholds. A request that
-        cannot be served (unknown task, say) gets its error in place of a result.
+        Rows of different adapters go through the encoder together (one pass, each row
+        with its own LoRA); each request then gets its own head, calibration and
+        thresholds. A request that cannot be served (unknown task, say) gets its error in
+        place of a result.
         """
         results: list[list[Prediction] | DeskpilotError] = [[] for _ in requests]
         groups: dict[str, list[tuple[int, _Head]]] = {}
@@ -194,10 +294,12 @@ class Engine:
             base = self._base(name)
             # never more distinct adapters in one pass than may be resident at once
             chunks: list[list[tuple[int, _Head]]] = [[]]
+            keys: set[str] = set()
             for item in items:
-                keys = {h.key for _, h in chunks[-1]}
                 if item[1].key not in keys and len(keys) >= self.max_resident:
                     chunks.append([])
+                    keys = set()
+                keys.add(item[1].key)
                 chunks[-1].append(item)
             for chunk in chunks:
                 self._run_chunk(base, chunk, requests, results)
@@ -219,30 +321,83 @@ class Engine:
         requests: Sequence[Request],
         results: list[list[Prediction] | DeskpilotError],
     ) -> None:
-        parts = [(head, tokenize(base.tokenizer, requests[i].texts, head.max_length)) for i, head in chunk]
-        emb = self._embed(base, parts)
+        # one tokenizer call per max_length, not one per request
+        by_length: dict[int, list[int]] = {}
+        for n, (_, head) in enumerate(chunk):
+            by_length.setdefault(head.max_length, []).append(n)
+        features: list[list[dict[str, list[int]]]] = [[] for _ in chunk]
+        for max_length, members in by_length.items():
+            texts = [t for n in members for t in requests[chunk[n][0]].texts]
+            encoded = tokenize(base.tokenizer, texts, max_length)
+            offset = 0
+            for n in members:
+                size = len(requests[chunk[n][0]].texts)
+                features[n] = encoded[offset : offset + size]
+                offset += size
+        emb = self._embed(base, [(head, fs) for (_, head), fs in zip(chunk, features, strict=True)])
+        # one head product per adapter, then split back into requests
+        spans: dict[str, list[tuple[int, int, int]]] = {}
+        heads: dict[str, _Head] = {}
         offset = 0
-        for (i, head), (_, features) in zip(chunk, parts, strict=True):
-            rows = emb[offset : offset + len(features)]
-            offset += len(features)
+        for n, (_, head) in enumerate(chunk):
+            spans.setdefault(head.key, []).append((n, offset, offset + len(features[n])))
+            heads[head.key] = head
+            offset += len(features[n])
+        for key, parts in spans.items():
+            head = heads[key]
+            rows = (
+                torch.cat([emb[s:e] for _, s, e in parts])
+                if len(parts) > 1
+                else emb[parts[0][1] : parts[0][2]]
+            )
             probs, similarity = self._head_scores(head, rows)
-            results[i] = [
-                self._prediction(head, p, float(s), requests[i].abstain)
-                for p, s in zip(probs, similarity, strict=True)
-            ]
+            k = min(TOP_K, probs.shape[1])
+            top_scores, top_idx = probs.topk(k, dim=-1)
+            scores_l, idx_l, sim_l = top_scores.tolist(), top_idx.tolist(), similarity.tolist()
+            row = 0
+            for n, s, e in parts:
+                abstain = requests[chunk[n][0]].abstain
+                results[chunk[n][0]] = [
+                    self._prediction(head, scores_l[r], idx_l[r], sim_l[r], abstain)
+                    for r in range(row, row + e - s)
+                ]
+                row += e - s
 
     def _embed(self, base: _Base, parts: Sequence[tuple[_Head, list[dict[str, list[int]]]]]) -> torch.Tensor:
         """Encoder embeddings for every row of every part, one adapter per part."""
-        features = [f for _, fs in parts for f in fs]
-        names = [head.key for head, fs in parts for _ in fs]
         with base.lock:
             for head, _ in parts:
-                if head.key not in base.peft.peft_config:  # evicted since _head returned it
+                if not base.has(head):  # evicted since _head returned it
                     self._make_resident(head, base)
-            if len(set(names)) == 1:  # one adapter: the plain (faster) PEFT path
-                base.peft.set_adapter(names[0])
-                return embed(base.peft, base.tokenizer, features, batch_size=self.batch_size)
-            return embed(base.peft, base.tokenizer, features, batch_size=self.batch_size, adapter_names=names)
+            fast_rows = [h.backend == FAST for h, fs in parts for _ in fs]
+            if all(fast_rows):
+                ids = [f["input_ids"] for _, fs in parts for f in fs]
+                keys = [h.key for h, fs in parts for _ in fs]
+                return base.fast.embed(ids, keys, batch_size=self.batch_size)  # type: ignore[union-attr]
+            if not any(fast_rows):
+                return self._embed_peft(base, parts)
+            fast_parts = [(h, fs) for h, fs in parts if h.backend == FAST]
+            slow_parts = [(h, fs) for h, fs in parts if h.backend != FAST]
+            fast = base.fast.embed(  # type: ignore[union-attr]
+                [f["input_ids"] for _, fs in fast_parts for f in fs],
+                [h.key for h, fs in fast_parts for _ in fs],
+                batch_size=self.batch_size,
+            )
+            slow = self._embed_peft(base, slow_parts)
+            out = torch.empty(len(fast_rows), fast.shape[1])
+            mask = torch.tensor(fast_rows)
+            out[mask], out[~mask] = fast, slow
+            return out
+
+    def _embed_peft(
+        self, base: _Base, parts: Sequence[tuple[_Head, list[dict[str, list[int]]]]]
+    ) -> torch.Tensor:
+        features = [f for _, fs in parts for f in fs]
+        names = [head.key for head, fs in parts for _ in fs]
+        if len(set(names)) == 1:  # one adapter: the plain (faster) PEFT path
+            base.peft.set_adapter(names[0])
+            return embed(base.peft, base.tokenizer, features, batch_size=self.batch_size)
+        return embed(base.peft, base.tokenizer, features, batch_size=self.batch_size, adapter_names=names)
 
     def _head_scores(self, head: _Head, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated probabilities and the similarity to the closest trained class."""
@@ -252,15 +407,15 @@ class Engine:
             return probs, torch.ones(len(emb))
         return probs, (emb @ head.centroids.T).max(-1).values
 
-    def _prediction(self, head: _Head, row: torch.Tensor, similarity: float, abstain: bool) -> Prediction:
-        k = min(TOP_K, row.numel())
-        scores, idx = row.topk(k)
+    def _prediction(
+        self, head: _Head, scores: list[float], idx: list[int], similarity: float, abstain: bool
+    ) -> Prediction:
         labels = head.card.labels
-        top = [Alternative(labels[int(i)], round(float(s), 6)) for s, i in zip(scores, idx, strict=True)]
+        top = [Alternative(labels[i], round(s, 6)) for s, i in zip(scores, idx, strict=True)]
         threshold = float(head.card.thresholds.get("per_class", {}).get(top[0].label, head.threshold))
         reason = None
         # a threshold of 1.0 means "a person reviews everything", even a saturated 1.0 score
-        if float(scores[0]) < threshold or threshold >= 1.0:
+        if scores[0] < threshold or threshold >= 1.0:
             reason = f"confidence {top[0].score:.2f} below threshold {threshold:.2f}"
         elif similarity < head.similarity_threshold:
             reason = (
@@ -281,11 +436,11 @@ class Engine:
     def _base(self, name: str) -> _Base:
         with self._lock:
             if name not in self._bases:
-                self._bases[name] = _Base(resolve(name))
+                self._bases[name] = _Base(resolve(name), fast=self.fast, dtype=self.dtype)
             return self._bases[name]
 
     def _head(self, tenant: str, task: str, version: str | None) -> tuple[_Head, _Base]:
-        card = self.registry.card(tenant, task, version)
+        card = self._cards.card(tenant, task, version)
         if card.kind != "classifier":
             raise InputDataError(f"task '{task}' is a {card.kind}, not a classifier")
         key = adapter_key(card)
@@ -302,7 +457,7 @@ class Engine:
         """Attach (unless already) and evict least recently used adapters beyond the bound."""
         if not attached:
             c = head.card
-            base.attach(head.key, self.registry.path(c.tenant, c.task, c.version))
+            head.backend = base.attach(head.key, self.registry.path(c.tenant, c.task, c.version))
         base.resident[head.key] = head
         base.resident.move_to_end(head.key)
         while len(base.resident) > self.max_resident:
@@ -315,7 +470,7 @@ class Engine:
         path = self.registry.path(card.tenant, card.task, card.version)
         if not (path / "adapter_model.safetensors").is_file() or not (path / HEAD_FILE).is_file():
             raise AdapterNotFoundError(f"adapter {card.task} {card.version} is missing its safetensors files")
-        base.attach(key, path)
+        backend = base.attach(key, path)
         tensors = load_file(str(path / HEAD_FILE))
         return _Head(
             key=key,
@@ -327,6 +482,7 @@ class Engine:
             max_length=int(card.recipe.get("max_length", 128)),
             centroids=tensors["centroids"].float() if "centroids" in tensors else None,
             similarity_threshold=float(card.thresholds.get("similarity", 0.0)),
+            backend=backend,
         )
 
 

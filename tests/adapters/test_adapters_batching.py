@@ -102,3 +102,20 @@ def test_hot_swap_under_concurrent_requests_never_fails(
     # once v2 answered, nothing went back to v1
     first_v2 = versions.index("v2")
     assert set(versions[first_v2:]) == {"v2"}
+
+
+def test_a_lone_request_does_not_wait_for_company(
+    registry: Registry, register: Register, trained_intent: Trained
+) -> None:
+    register(trained_intent)
+    engine = CountingEngine(registry)
+    engine.predict("acme", "intent", trained_intent.heldout[:1])  # load the adapter first
+    batcher = MicroBatcher(engine, max_wait_ms=2000)
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            (pred,) = batcher.predict("acme", "intent", trained_intent.heldout[:1])
+            assert time.monotonic() - started < 1.0  # not the 2 s window
+            assert pred.label in trained_intent.card.labels
+    finally:
+        batcher.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import torch
@@ -20,8 +21,21 @@ from deskpilot.types import Prediction
 pytestmark = peft_warning  # every adapter load builds a PeftModel
 
 Register = Callable[..., AdapterCard]
+MakeEngine = Callable[..., Engine]
 TOL = 1e-6
-# stopgap: serving._Base.detach deletes the active adapter, and PEFT warns about it (see report)
+
+
+@pytest.fixture(params=["fast", "peft"])
+def make_engine(request: pytest.FixtureRequest) -> MakeEngine:
+    """Engine(registry, ...) on either backend: the packed BERT path, or PEFT for everything.
+
+    Both must answer what the training-time model (PEFT on the HF module tree) said.
+    """
+
+    def make(registry: Registry, **kwargs: Any) -> Engine:
+        return Engine(registry, fast=request.param == "fast", **kwargs)
+
+    return make
 
 
 def assert_matches(preds: list[Prediction], trained: Trained, *, version: str | None = None) -> None:
@@ -40,11 +54,11 @@ def assert_matches(preds: list[Prediction], trained: Trained, *, version: str | 
 
 
 def test_engine_reproduces_training_time_predictions(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
     card = register(trained_intent)
     assert card.version == "v1"
-    engine = Engine(registry)
+    engine = make_engine(registry)
     preds = engine.predict("acme", "intent", trained_intent.heldout, abstain=False)
     assert_matches(preds, trained_intent, version="v1")
     assert {p.task for p in preds} == {"intent"}
@@ -53,15 +67,15 @@ def test_engine_reproduces_training_time_predictions(
     torch.testing.assert_close(probs, trained_intent.expected, atol=TOL, rtol=0)
 
     # a brand new engine reads everything back from disk
-    fresh = Engine(registry)
+    fresh = make_engine(registry)
     assert fresh.predict("acme", "intent", trained_intent.heldout, abstain=False) == preds
 
 
 def test_single_text_matches_its_batched_answer(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
     register(trained_intent)
-    engine = Engine(registry)
+    engine = make_engine(registry)
     one = engine.predict("acme", "intent", trained_intent.heldout[:1], abstain=False)
     assert_matches(one, _first(trained_intent))
 
@@ -78,20 +92,20 @@ def _first(trained: Trained) -> Trained:
 
 
 def test_abstain_false_never_abstains(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
     register(trained_intent, thresholds={**trained_intent.card.thresholds, "default": 1.0})
-    preds = Engine(registry).predict("acme", "intent", trained_intent.heldout, abstain=False)
+    preds = make_engine(registry).predict("acme", "intent", trained_intent.heldout, abstain=False)
     assert not any(p.abstained for p in preds)
     assert all(p.reason is None for p in preds)
     assert_matches(preds, trained_intent)
 
 
 def test_threshold_of_one_abstains_on_everything_with_a_reason(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
     register(trained_intent, thresholds={**trained_intent.card.thresholds, "default": 1.0})
-    preds = Engine(registry).predict("acme", "intent", trained_intent.heldout)
+    preds = make_engine(registry).predict("acme", "intent", trained_intent.heldout)
     assert all(p.abstained for p in preds)
     for p in preds:
         assert p.threshold == 1.0
@@ -100,7 +114,7 @@ def test_threshold_of_one_abstains_on_everything_with_a_reason(
 
 
 def test_out_of_scope_similarity_threshold_abstains_with_its_own_reason(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
     head = read_head(trained_intent.directory)
     assert head["centroids"].shape == head["weight"].shape  # one unit vector per class
@@ -110,19 +124,19 @@ def test_out_of_scope_similarity_threshold_abstains_with_its_own_reason(
     register(
         trained_intent, thresholds={**trained_intent.card.thresholds, "default": 0.0, "similarity": 1.01}
     )
-    preds = Engine(registry).predict("acme", "intent", trained_intent.heldout)
+    preds = make_engine(registry).predict("acme", "intent", trained_intent.heldout)
     assert all(p.abstained for p in preds)
     assert all(p.reason is not None and p.reason.startswith("unlike the trained classes") for p in preds)
     assert_matches(preds, trained_intent)
 
 
 def test_confidence_equal_to_the_threshold_is_served(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
     # a soft temperature so confidences are not saturated at 1.0
     soft = {"temperature": 25.0}
     register(trained_intent, calibration=soft, thresholds={**trained_intent.card.thresholds, "default": 0.0})
-    engine = Engine(registry)
+    engine = make_engine(registry)
     # a text whose exact confidence has digits past the 6th that round down
     for text in [*trained_intent.heldout, *trained_intent.texts]:
         _, probs = engine.probabilities("acme", "intent", [text])
@@ -144,22 +158,22 @@ def test_confidence_equal_to_the_threshold_is_served(
 
 
 def test_per_class_threshold_only_holds_back_that_class(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
     thresholds = {**trained_intent.card.thresholds, "default": 0.0, "per_class": {"billing": 1.0}}
     register(trained_intent, thresholds=thresholds)
-    preds = Engine(registry).predict("acme", "intent", trained_intent.heldout)
+    preds = make_engine(registry).predict("acme", "intent", trained_intent.heldout)
     assert {p.label for p in preds} >= {"billing", "access"}
     for p in preds:
         assert p.abstained == (p.label == "billing")
 
 
 def test_top3_alternatives_are_sorted_and_sum_to_at_most_one(
-    registry: Registry, register: Register, trained_category: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_category: Trained
 ) -> None:
     assert len(trained_category.card.labels) == 4
     register(trained_category)
-    preds = Engine(registry).predict("acme", "category", trained_category.heldout, abstain=False)
+    preds = make_engine(registry).predict("acme", "category", trained_category.heldout, abstain=False)
     assert_matches(preds, trained_category)
     for p in preds:
         scores = [a.score for a in p.alternatives]
@@ -171,11 +185,15 @@ def test_top3_alternatives_are_sorted_and_sum_to_at_most_one(
 
 
 def test_two_tasks_share_one_base_and_keep_their_own_labels(
-    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+    registry: Registry,
+    make_engine: MakeEngine,
+    register: Register,
+    trained_intent: Trained,
+    trained_device: Trained,
 ) -> None:
     register(trained_intent)
     register(trained_device)
-    engine = Engine(registry)
+    engine = make_engine(registry)
     assert_matches(engine.predict("acme", "intent", trained_intent.heldout, abstain=False), trained_intent)
     assert_matches(engine.predict("acme", "device", trained_device.heldout, abstain=False), trained_device)
     assert_matches(engine.predict("acme", "intent", trained_intent.heldout, abstain=False), trained_intent)
@@ -185,25 +203,33 @@ def test_two_tasks_share_one_base_and_keep_their_own_labels(
 
 
 def test_lru_bound_of_one_evicts_and_reloads_correctly(
-    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+    registry: Registry,
+    make_engine: MakeEngine,
+    register: Register,
+    trained_intent: Trained,
+    trained_device: Trained,
 ) -> None:
     register(trained_intent)
     register(trained_device)
-    engine = Engine(registry, max_resident=1)
+    engine = make_engine(registry, max_resident=1)
     for _ in range(2):
         for trained in (trained_intent, trained_device):
             preds = engine.predict("acme", trained.card.task, trained.heldout, abstain=False)
             assert_matches(preds, trained)
             (base,) = engine._bases.values()
             assert list(base.resident) == [f"acme__{trained.card.task}__v1"]
-            assert set(base.peft.peft_config) == set(base.resident)  # the evicted LoRA is gone
+            assert base.adapter_names() == set(base.resident)  # the evicted LoRA is gone
 
 
 def test_promotion_is_picked_up_by_the_next_predict(
-    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+    registry: Registry,
+    make_engine: MakeEngine,
+    register: Register,
+    trained_intent: Trained,
+    trained_device: Trained,
 ) -> None:
     register(trained_intent)
-    engine = Engine(registry)
+    engine = make_engine(registry)
     assert_matches(
         engine.predict("acme", "intent", trained_intent.heldout, abstain=False), trained_intent, version="v1"
     )
@@ -230,13 +256,17 @@ def test_promotion_is_picked_up_by_the_next_predict(
 
 
 def test_adapters_lists_only_that_tenants(
-    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+    registry: Registry,
+    make_engine: MakeEngine,
+    register: Register,
+    trained_intent: Trained,
+    trained_device: Trained,
 ) -> None:
     register(trained_intent)
     register(trained_intent)  # v2, not champion
     register(trained_device)
     register(trained_device, tenant="globex")
-    engine = Engine(registry)
+    engine = make_engine(registry)
     acme = engine.adapters("acme")
     assert {(a.task, a.version, a.champion) for a in acme} == {
         ("device", "v1", True),
@@ -258,11 +288,15 @@ def test_adapters_lists_only_that_tenants(
 
 
 def test_concurrent_predicts_equal_sequential_ones(
-    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+    registry: Registry,
+    make_engine: MakeEngine,
+    register: Register,
+    trained_intent: Trained,
+    trained_device: Trained,
 ) -> None:
     register(trained_intent)
     register(trained_device)
-    engine = Engine(registry)
+    engine = make_engine(registry)
     jobs: list[tuple[str, list[str]]] = []
     for i in range(16):
         trained = trained_intent if i % 2 else trained_device
@@ -278,9 +312,9 @@ def test_concurrent_predicts_equal_sequential_ones(
 
 
 def test_unknown_task_and_empty_input(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
-    engine = Engine(registry)
+    engine = make_engine(registry)
     with pytest.raises(AdapterNotFoundError) as err:
         engine.predict("acme", "intent", ["hello"])
     assert err.value.hint and "--task intent" in err.value.hint
@@ -291,11 +325,15 @@ def test_unknown_task_and_empty_input(
 
 
 def test_warm_up_loads_champions_and_marks_ready(
-    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+    registry: Registry,
+    make_engine: MakeEngine,
+    register: Register,
+    trained_intent: Trained,
+    trained_device: Trained,
 ) -> None:
     register(trained_intent)
     register(trained_device, promote=False)  # no champion: nothing to warm
-    engine = Engine(registry, threads=1)
+    engine = make_engine(registry, threads=1)
     assert not engine.ready()
     engine.warm_up()
     assert engine.ready()
@@ -304,10 +342,10 @@ def test_warm_up_loads_champions_and_marks_ready(
 
 
 def test_engine_serves_the_core_classify_seam(
-    registry: Registry, register: Register, trained_intent: Trained
+    registry: Registry, make_engine: MakeEngine, register: Register, trained_intent: Trained
 ) -> None:
     register(trained_intent)
-    predictor: Predictor = Engine(registry)
+    predictor: Predictor = make_engine(registry)
     preds = classify(
         predictor, "acme", "intent", trained_intent.heldout, max_texts=64, max_chars=1000, abstain=False
     )
@@ -317,11 +355,15 @@ def test_engine_serves_the_core_classify_seam(
 
 
 def test_adapter_evicted_between_lookup_and_forward_still_answers(
-    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+    registry: Registry,
+    make_engine: MakeEngine,
+    register: Register,
+    trained_intent: Trained,
+    trained_device: Trained,
 ) -> None:
     register(trained_intent)
     register(trained_device)
-    engine = Engine(registry, max_resident=1)
+    engine = make_engine(registry, max_resident=1)
     # what one request thread does first ...
     head, base = engine._head("acme", "intent", None)
     # ... another request for another task evicts it meanwhile ...
@@ -333,12 +375,16 @@ def test_adapter_evicted_between_lookup_and_forward_still_answers(
 
 
 def test_mixed_adapter_batch_equals_each_adapter_alone(
-    registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
+    registry: Registry,
+    make_engine: MakeEngine,
+    register: Register,
+    trained_intent: Trained,
+    trained_device: Trained,
 ) -> None:
     """As PEFT tests it: one forward pass over rows of two adapters == each adapter run alone."""
     register(trained_intent)
     register(trained_device)
-    engine = Engine(registry)
+    engine = make_engine(registry)
     alone_intent = engine.predict("acme", "intent", trained_intent.heldout, abstain=False)
     alone_device = engine.predict("acme", "device", trained_device.heldout, abstain=False)
     # interleave the two tasks' requests so their rows share length-sorted batches
