@@ -20,6 +20,9 @@ from typing import Any
 
 from deskpilot.errors import AdapterNotFoundError, InputDataError
 
+# adapters that only ever seed other adapters (deskpilot adapt): promoting one is a mistake
+UNSERVED_KINDS = frozenset({"domain"})
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VERSION_RE = re.compile(r"^v(\d{1,6})$")
 CARD = "card.json"
@@ -167,6 +170,11 @@ class Registry:
         path = self.path(tenant, task, version)
         if not (path / CARD).is_file():
             raise AdapterNotFoundError(f"task '{task}' has no version '{version}' (tenant '{tenant}')")
+        if self._read_card(path).kind in UNSERVED_KINDS:
+            raise InputDataError(
+                f"{tenant}/{task} {version} is a domain adapter: it is never served",
+                hint=f"use it to start a classifier: --from-adapter {task}:{version}",
+            )
         previous = self.champion_version(tenant, task)
         history = self._history(tenant, task)
         if previous and previous != version:

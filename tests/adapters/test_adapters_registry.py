@@ -174,3 +174,11 @@ def test_tenants_and_tasks_are_listed_separately(registry: Registry, add: Add) -
     assert registry.tasks("globex") == ["intent"]
     assert registry.tasks("initech") == []
     assert registry.versions("globex", "priority") == []
+
+
+def test_domain_adapters_cannot_be_promoted(registry: Registry, tmp_path: Path) -> None:
+    card = AdapterCard(task="domain", tenant="acme", kind="domain", base_model="tiny", labels=[])
+    registered = registry.register(_files(tmp_path, "d"), card, promote=False)
+    with pytest.raises(InputDataError, match="domain adapter: it is never served"):
+        registry.promote("acme", "domain", registered.version)
+    assert registry.champion_version("acme", "domain") is None
