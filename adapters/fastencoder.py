@@ -16,8 +16,10 @@ normalisation, written as a few dozen tensor calls instead of a module tree:
 - a pass that serves one adapter only can use that adapter's *merged* weights
   (``W + scale * B @ A``), computed once and kept for the most recently merged adapter;
 - weights may be kept in bfloat16 where the CPU multiplies bf16 natively (AMX or
-  AVX512-BF16), pre-packed for oneDNN; embeddings, LoRA products and pooling stay fp32
-  (LayerNorm accumulates in fp32 too);
+  AVX512-BF16), pre-packed for oneDNN; embeddings and pooling stay fp32 (LayerNorm
+  accumulates in fp32 too). The LoRA stacks are then bf16 as well (half the memory), and
+  a mixed pass runs each LoRA product as one multi-threaded ``torch.bmm`` over pieces of
+  16 rows of one adapter (fp32 keeps the exact single-threaded grouped products);
 - a linear layer that no adapter of the pass adapts (deskpilot may adapt only the top
   layers) gets no LoRA work and shares the base's weights in the merged copy.
 
@@ -32,7 +34,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,8 @@ LINEARS = ("query", "key", "value", "attn_out", "ff_in", "ff_out")
 QKV = ("query", "key", "value")
 STEP = 16  # bf16: token counts are padded to a multiple of this ...
 BLOCK = 256  # ... and products run on at most this many rows at a time
+PIECE = 16  # bf16 LoRA: rows of one adapter are cut into pieces of this many rows ...
+PIECES = 8  # ... and the number of pieces is padded to a multiple of this
 _MODULE_PATHS = {
     "query": "attention.self.query",
     "key": "attention.self.key",
@@ -121,15 +125,19 @@ class _Arena:
     """The LoRA matrices of every resident adapter, stacked: slot ``i`` is one adapter.
 
     Per layer, ``a[name]`` is ``[capacity, in, r]`` (A transposed) and ``b[name]`` is
-    ``[capacity, r, out]`` ((scale * B) transposed), fp32; Q, K and V share ``a["qkv"]``
+    ``[capacity, r, out]`` ((scale * B) transposed), in ``dtype`` (fp32, or bf16 when the
+    encoder runs bf16: half the memory, and bf16 products); Q, K and V share ``a["qkv"]``
     (``[capacity, hidden, 3r]``) and have a ``b`` each. A stack exists only once some
     adapter adapts that linear layer (adapters of the top layers cost nothing below); a
     slot of an adapter without LoRA there is zeros. Capacity doubles as needed (slots not
     yet used cost no resident memory); freed slots are reused.
     """
 
-    def __init__(self, num_layers: int, hidden: int, intermediate: int, rank: int) -> None:
+    def __init__(
+        self, num_layers: int, hidden: int, intermediate: int, rank: int, dtype: torch.dtype = torch.float32
+    ) -> None:
         self.rank = rank
+        self.dtype = dtype
         self.capacity = 8
         self.free: list[int] = list(range(self.capacity - 1, -1, -1))
         self.a_shapes = {
@@ -161,7 +169,7 @@ class _Arena:
     def _stack(self, stacks: dict[str, torch.Tensor], name: str, shape: tuple[int, int]) -> torch.Tensor:
         """The stack for ``name``, made on first use with zeros in the occupied slots."""
         if name not in stacks:
-            stack = torch.empty(self.capacity, *shape)
+            stack = torch.empty(self.capacity, *shape, dtype=self.dtype)
             for slot in self._occupied():
                 stack[slot].zero_()
             stacks[name] = stack
@@ -171,7 +179,7 @@ class _Arena:
         capacity = 2 * self.capacity
         for layer in (*self.a, *self.b):
             for name, old in layer.items():
-                new = torch.empty(capacity, *old.shape[1:])
+                new = torch.empty(capacity, *old.shape[1:], dtype=old.dtype)
                 new[: self.capacity] = old
                 layer[name] = new
         self.free.extend(range(capacity - 1, self.capacity - 1, -1))
@@ -228,16 +236,36 @@ class _Arena:
 
 @dataclass
 class _Lora:
-    """The LoRA plan of one pass: rows ``[0, rows)`` are grouped by slot, in slot order."""
+    """The LoRA plan of one pass: rows ``[0, rows)`` are grouped by slot, in slot order.
+
+    For bf16 products (:func:`_pieces`) each group is also cut into *pieces* of ``PIECE``
+    rows: ``at`` is each row's place in a ``[pieces * PIECE]`` grid, ``piece_slots`` the slot
+    of each piece (the piece count padded to a multiple of ``PIECES``; padding pieces are
+    zeros, with the first group's slot).
+    """
 
     rows: int
     slots: list[int]  # the slot of each group, ascending
     offsets: torch.Tensor  # int32 [capacity]: cumulative row ends, one per arena slot
     ends: list[int]  # row end of each group in ``slots``
+    at: torch.Tensor | None = None
+    piece_slots: torch.Tensor | None = None
 
     def groups(self) -> list[tuple[int, int, int]]:
         starts = [0, *self.ends[:-1]]
         return list(zip(self.slots, starts, self.ends, strict=True))
+
+    def cut(self) -> None:
+        """Fill ``at`` and ``piece_slots`` (see the class docstring)."""
+        shifts, sizes, piece_slots = [], [], []
+        for slot, start, end in self.groups():
+            shifts.append(len(piece_slots) * PIECE - start)
+            sizes.append(end - start)
+            piece_slots.extend([slot] * -(-(end - start) // PIECE))
+        padded = -(-len(piece_slots) // PIECES) * PIECES
+        piece_slots.extend([self.slots[0]] * (padded - len(piece_slots)))
+        self.at = torch.arange(self.rows) + torch.repeat_interleave(torch.tensor(shifts), torch.tensor(sizes))
+        self.piece_slots = torch.tensor(piece_slots)
 
 
 _GROUPED_MM = getattr(torch, "_grouped_mm", None)
@@ -269,6 +297,21 @@ def _grouped(x: torch.Tensor, stack: torch.Tensor, plan: _Lora) -> torch.Tensor:
         out: torch.Tensor = _GROUPED_MM(x, stack, offs=plan.offsets)
         return out
     return torch.cat([x[s:e] @ stack[slot] for slot, s, e in plan.groups()])  # pragma: no cover
+
+
+def _pieces(x: torch.Tensor, stack: torch.Tensor, plan: _Lora) -> torch.Tensor:
+    """:func:`_grouped` for bf16, on a ``[pieces, PIECE, in]`` grid: ``x`` is that grid (or
+    ``[rows, in]``, scattered into it) and so is the result. One ``torch.bmm`` over pieces,
+    each with its slot's matrix: bf16 products per group would each be a product of a new
+    shape, and oneDNN compiles a kernel per shape (hundreds of milliseconds for a mixed
+    pass); ``torch._grouped_mm`` in bf16 is slower than fp32. Shapes here are bounded: a
+    piece is ``PIECE`` rows and the piece count a multiple of ``PIECES``."""
+    assert plan.at is not None and plan.piece_slots is not None
+    pieces = len(plan.piece_slots)
+    if x.dim() == 2:
+        grid = x.new_zeros(pieces * PIECE, x.shape[1]).index_copy_(0, plan.at, x)
+        x = grid.view(pieces, PIECE, -1)
+    return torch.bmm(x, stack.index_select(0, plan.piece_slots))
 
 
 @dataclass
@@ -454,7 +497,8 @@ class FastEncoder:
             return False
         rank, weights = found
         if self.arena is None:
-            self.arena = _Arena(self.num_layers, self.hidden, self.intermediate, rank)
+            # bf16 encoders keep LoRA in bf16 too (half the memory; see _pieces)
+            self.arena = _Arena(self.num_layers, self.hidden, self.intermediate, rank, self.dtype)
         elif self.arena.rank != rank:
             return False  # one rank per base on the fast path; others go through PEFT
         self.remove(key)
@@ -489,7 +533,7 @@ class FastEncoder:
 
     def _merged_weight(self, base: torch.Tensor, pair: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         a_t, b_t = pair  # summed in fp32, then cast once
-        return (base.float() + (a_t @ b_t).t()).to(self.dtype).contiguous()
+        return (base.float() + (a_t.float() @ b_t.float()).t()).to(self.dtype).contiguous()
 
     def unmerge(self) -> None:
         self._merged, self.merged_key = None, None
@@ -567,7 +611,10 @@ class FastEncoder:
         if not slots:
             return None
         offsets = torch.tensor(counts, dtype=torch.int32).cumsum(0, dtype=torch.int32)
-        return _Lora(covered, slots, offsets, ends)
+        plan = _Lora(covered, slots, offsets, ends)
+        if self.arena.dtype != torch.float32:
+            plan.cut()
+        return plan
 
     def _forward(
         self,
@@ -666,9 +713,14 @@ class FastEncoder:
         arena, n = self.arena, plan.rows
         if arena is None:
             return
-        with _one_thread():
-            xa = _grouped(x[:n].float(), arena.a[index][name], plan)
-            delta = _grouped(xa, arena.b[index][name], plan)
+        with self._lora_threads(arena):
+            if arena.dtype == torch.float32:
+                xa = _grouped(x[:n].float(), arena.a[index][name], plan)
+                delta = _grouped(xa, arena.b[index][name], plan)
+            else:
+                delta = self._ungrid(
+                    _pieces(_pieces(x[:n], arena.a[index][name], plan), arena.b[index][name], plan), plan
+                )
         y[:n].add_(delta.to(y.dtype))
 
     def _lora_qkv(self, x: torch.Tensor, qkv: torch.Tensor, plan: _Lora, index: int) -> None:
@@ -676,12 +728,37 @@ class FastEncoder:
         if arena is None:
             return
         r = arena.rank
-        with _one_thread():
-            xa = _grouped(x[:n].float(), arena.a[index]["qkv"], plan)  # [n, 3r]: Q, K and V at once
+        fp32 = arena.dtype == torch.float32
+        with self._lora_threads(arena):
+            # [n, 3r] (or the bf16 grid, [pieces, PIECE, 3r]): Q, K and V at once
+            xa = (
+                _grouped(x[:n].float(), arena.a[index]["qkv"], plan)
+                if fp32
+                else _pieces(x[:n], arena.a[index]["qkv"], plan)
+            )
             deltas = [
-                (p, _grouped(xa[:, p * r : (p + 1) * r], arena.b[index][name], plan))
+                (
+                    p,
+                    _grouped(xa[:, p * r : (p + 1) * r], arena.b[index][name], plan)
+                    if fp32
+                    else self._ungrid(
+                        _pieces(xa[..., p * r : (p + 1) * r], arena.b[index][name], plan), plan
+                    ),
+                )
                 for p, name in enumerate(QKV)
                 if arena.adapts(index, name, plan.slots)
             ]
         for part, delta in deltas:
             qkv[:n, part * h : (part + 1) * h].add_(delta.to(qkv.dtype))
+
+    @staticmethod
+    def _lora_threads(arena: _Arena) -> Any:
+        """fp32 grouped products run on one thread (see :func:`_one_thread`); a bf16 product
+        is one ``torch.bmm`` over all pieces, which uses every thread like the base model."""
+        return _one_thread() if arena.dtype == torch.float32 else nullcontext()
+
+    @staticmethod
+    def _ungrid(grid: torch.Tensor, plan: _Lora) -> torch.Tensor:
+        """``[pieces, PIECE, out]`` back to ``[rows, out]``."""
+        assert plan.at is not None
+        return grid.reshape(-1, grid.shape[-1]).index_select(0, plan.at)

@@ -258,3 +258,44 @@ def _nonzero(path: Path) -> None:
         },
         str(path / "adapter_model.safetensors"),
     )
+
+
+def test_bf16_mixed_pass_equals_each_adapter_alone(
+    tiny_base: object, trained_intent: Trained, trained_device: Trained
+) -> None:
+    """bf16 LoRA runs on pieces of rows (one batched product per layer): a pass mixing adapters
+    gives each row what its adapter gives alone, and what fp32 gives within bf16 rounding."""
+    from deskpilot.adapters.encoding import load_encoder, load_tokenizer
+
+    encoder = load_encoder(tiny_base)  # type: ignore[arg-type]
+    tokenizer = load_tokenizer(tiny_base)  # type: ignore[arg-type]
+    fast, exact = FastEncoder(encoder, dtype=torch.bfloat16), FastEncoder(encoder)
+    for enc in (fast, exact):
+        assert enc.load("a", trained_intent.directory) and enc.load("b", trained_device.directory)
+    assert fast.arena is not None and fast.arena.dtype == torch.bfloat16
+    assert exact.arena is not None and exact.arena.dtype == torch.float32
+    texts = [*trained_intent.heldout, *trained_device.heldout, " ".join(trained_intent.heldout[:5])]
+    ids = tokenizer(texts, truncation=True, max_length=64)["input_ids"]
+    keys = ["a" if i % 3 else "b" for i in range(len(ids))]
+    mixed = fast.embed(ids, keys, merge_after=10**6, batch_size=10**6)
+    alone = torch.cat(
+        [fast.embed([row], [key], merge_after=10**6) for row, key in zip(ids, keys, strict=True)]
+    )
+    torch.testing.assert_close(mixed, alone, atol=2e-2, rtol=0)
+    reference = exact.embed(ids, keys, merge_after=10**6, batch_size=10**6)
+    assert float((mixed * reference).sum(-1).min()) > 0.999
+    assert float((alone * reference).sum(-1).min()) > 0.999
+
+
+def test_lora_pieces_cover_every_row_once() -> None:
+    from deskpilot.adapters.fastencoder import PIECE, PIECES, _Lora
+
+    sizes = [3, PIECE, PIECE + 1, 40]
+    ends = torch.tensor(sizes).cumsum(0).tolist()
+    plan = _Lora(ends[-1], [1, 4, 5, 9], torch.zeros(16, dtype=torch.int32), ends)
+    plan.cut()
+    assert plan.at is not None and plan.piece_slots is not None
+    assert len(plan.piece_slots) % PIECES == 0 and len(set(plan.at.tolist())) == plan.rows
+    pieces = plan.at // PIECE
+    for slot, start, end in plan.groups():  # every row sits in a piece of its own adapter
+        assert set(plan.piece_slots[pieces[start:end]].tolist()) == {slot}
