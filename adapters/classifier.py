@@ -54,9 +54,9 @@ from deskpilot.dataio import stratified_indices
 from deskpilot.errors import InputDataError
 
 HEAD_FILE = "head.safetensors"
-# fine-tuning epochs per preset. auto trains LoRA on the top half of the layers from cached
-# lower-layer states (about twice as fast a step), so it affords more epochs than the
-# all-layer best preset takes in the same time; best has no default time budget
+# fine-tuning epochs per preset, LoRA on every layer. auto plans them to its time budget
+# (and doubles them when it falls back to the top half, a step there costing about a
+# quarter); best has no default time budget
 PRESET_EPOCHS = {"fast": 0, "auto": 4, "best": 6}
 AUTO_BUDGET_MINUTES = 13.0
 # up to this many training rows per class, the validation rows join training at the end
