@@ -120,7 +120,7 @@ def test_out_of_scope_similarity_threshold_abstains_with_its_own_reason(
     assert head["centroids"].shape == head["weight"].shape  # one unit vector per class
     torch.testing.assert_close(head["centroids"].norm(dim=-1), torch.ones(len(trained_intent.card.labels)))
     sim = trained_intent.card.thresholds["similarity"]
-    assert -1.0 <= sim <= 1.0 and trained_intent.card.thresholds["oos_quantile"] == 0.02
+    assert -1.0 <= sim <= 1.0 and trained_intent.card.thresholds["oos_quantile"] == 0.01
     register(
         trained_intent, thresholds={**trained_intent.card.thresholds, "default": 0.0, "similarity": 1.01}
     )
