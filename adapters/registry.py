@@ -4,15 +4,22 @@ Layout: ``<root>/<tenant>/<task>/<version>/`` holding the PEFT files
 (``adapter_config.json``, ``adapter_model.safetensors``), the head
 (``head.safetensors``) and ``card.json``; ``<root>/<tenant>/<task>/champion.json``
 names the serving version. Only JSON and safetensors: nothing is ever unpickled.
+
+A version may also keep the rows it was trained on (``train.jsonl``: one
+``{"text", "label"}`` object a line), so it can be retrained with feedback later; a task
+may keep a fixed evaluation set (``<root>/<tenant>/<task>/holdout.jsonl``, same format),
+written once and never changed, on which every retrained challenger is judged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +34,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VERSION_RE = re.compile(r"^v(\d{1,6})$")
 CARD = "card.json"
 CHAMPION = "champion.json"
+TRAIN_ROWS = "train.jsonl"
+HOLDOUT = "holdout.jsonl"
 
 
 def check_name(kind: str, value: str) -> str:
@@ -79,6 +88,34 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _rows_text(texts: Sequence[str], labels: Sequence[str]) -> str:
+    if len(texts) != len(labels):
+        raise InputDataError(f"{len(texts)} texts but {len(labels)} labels; they must pair up")
+    return "".join(
+        json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n"
+        for t, y in zip(texts, labels, strict=True)
+    )
+
+
+def read_rows_file(path: Path) -> tuple[list[str], list[str]]:
+    """Texts and labels of a ``train.jsonl`` / ``holdout.jsonl`` file."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text, label = row["text"], row["label"]
+        except (ValueError, KeyError, TypeError):
+            text = label = None
+        if not isinstance(text, str) or not isinstance(label, str):
+            raise InputDataError(f"{path}:{number}: expected a JSON object with string 'text' and 'label'")
+        texts.append(text)
+        labels.append(label)
+    return texts, labels
 
 
 class Registry:
@@ -139,10 +176,18 @@ class Registry:
         version = json.loads(pointer.read_text(encoding="utf-8")).get("version")
         return version if isinstance(version, str) else None
 
-    def register(self, files: Path, card: AdapterCard, *, promote: bool | None = None) -> AdapterCard:
+    def register(
+        self,
+        files: Path,
+        card: AdapterCard,
+        *,
+        promote: bool | None = None,
+        rows: tuple[Sequence[str], Sequence[str]] | None = None,
+    ) -> AdapterCard:
         """Move a finished adapter folder in as the next version.
 
-        ``promote=None`` promotes only when the task has no champion yet.
+        ``promote=None`` promotes only when the task has no champion yet. ``rows`` (texts,
+        labels): the training rows, kept as ``train.jsonl`` for retraining.
         """
         base = self.task_dir(card.tenant, card.task)
         base.mkdir(parents=True, exist_ok=True)
@@ -161,6 +206,8 @@ class Registry:
             if item.name != CARD:
                 shutil.move(str(item), target / item.name)
         shutil.rmtree(files, ignore_errors=True)
+        if rows is not None:
+            _atomic_write(target / TRAIN_ROWS, _rows_text(*rows))
         _atomic_write(target / CARD, card.to_json())
         if promote or (promote is None and self.champion_version(card.tenant, card.task) is None):
             self.promote(card.tenant, card.task, card.version)
@@ -217,3 +264,48 @@ class Registry:
         if not (path / CARD).is_file():
             raise AdapterNotFoundError(f"task '{card.task}' has no version '{card.version}'")
         _atomic_write(path / CARD, card.to_json())
+
+    # training rows and the task's fixed holdout ---------------------------------------
+    def save_rows(
+        self, tenant: str, task: str, version: str, texts: Sequence[str], labels: Sequence[str]
+    ) -> Path:
+        """Keep (or replace) the rows a registered version was trained on."""
+        path = self.path(tenant, task, version)
+        if not (path / CARD).is_file():
+            raise AdapterNotFoundError(f"task '{task}' has no version '{version}' (tenant '{tenant}')")
+        _atomic_write(path / TRAIN_ROWS, _rows_text(texts, labels))
+        return path / TRAIN_ROWS
+
+    def rows(self, tenant: str, task: str, version: str) -> tuple[list[str], list[str]] | None:
+        """The rows a version was trained on; None when it did not keep them (older versions)."""
+        path = self.path(tenant, task, version) / TRAIN_ROWS
+        return read_rows_file(path) if path.is_file() else None
+
+    def holdout(self, tenant: str, task: str) -> tuple[list[str], list[str]] | None:
+        """The task's fixed evaluation rows, or None before the first retrain made them."""
+        path = self.task_dir(tenant, task) / HOLDOUT
+        return read_rows_file(path) if path.is_file() else None
+
+    def create_holdout(
+        self, tenant: str, task: str, texts: Sequence[str], labels: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """Write the task's holdout once; if it exists already, that one is returned unchanged.
+
+        Written to a temporary file and hard-linked into place, which fails when the file
+        exists: of two concurrent first retrains, one writes and both use the same rows.
+        """
+        base = self.task_dir(tenant, task)
+        base.mkdir(parents=True, exist_ok=True)
+        target = base / HOLDOUT
+        if not target.is_file():
+            fd, tmp = tempfile.mkstemp(dir=base, prefix=f".{HOLDOUT}.")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(_rows_text(texts, labels))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                with contextlib.suppress(FileExistsError):  # another writer was first
+                    os.link(tmp, target)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        return read_rows_file(target)

@@ -24,6 +24,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from deskpilot.cli_jobs import register as register_jobs_commands
+from deskpilot.cli_retrain import record_champion_change
+from deskpilot.cli_retrain import register as register_retrain
 from deskpilot.config import Settings, get_settings
 from deskpilot.errors import DeskpilotError
 
@@ -50,6 +53,9 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(bench_app, name="bench")
+policy_app = typer.Typer(help="Per-tenant routing policies (YAML).", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+register_retrain(app)  # deskpilot retrain (plugin/cli_retrain.py)
 
 err = Console(stderr=True)
 
@@ -297,7 +303,10 @@ def train_classifier_cmd(
                 oos_texts=oos_rows.texts if oos_rows is not None else None,
             )
         registry = Registry(s.adapters_dir)
-        card = registry.register(result.directory, result.card, promote=promote)
+        # the rows stay with the version (train.jsonl): `deskpilot retrain` starts from them
+        card = registry.register(
+            result.directory, result.card, promote=promote, rows=(rows.texts, rows.labels)
+        )
         metrics: dict[str, Any] = {}
         if eval_rows is not None:
             report, top1 = _evaluate(_engine(), card, eval_rows.texts, eval_rows.labels)
@@ -616,8 +625,11 @@ def adapters_promote_cmd(
     tenant = _tenant(tenant)
     with user_errors():
         registry = _registry()
+        previous = registry.champion_version(tenant, task)
         registry.promote(tenant, task, version)
-        _record_adapter(registry.card(tenant, task, version), champion=True)
+        record_champion_change(
+            registry.card(tenant, task, version), kind="adapter.promoted", previous=previous
+        )
     say(f"{task}: now serving {version}")
 
 
@@ -629,8 +641,11 @@ def adapters_rollback_cmd(
     tenant = _tenant(tenant)
     with user_errors():
         registry = _registry()
+        previous = registry.champion_version(tenant, task)
         version = registry.rollback(tenant, task)
-        _record_adapter(registry.card(tenant, task, version), champion=True)
+        record_champion_change(
+            registry.card(tenant, task, version), kind="adapter.rolled_back", previous=previous
+        )
     say(f"{task}: rolled back, now serving {version}")
 
 
@@ -880,6 +895,38 @@ def bench_serve_cmd(
     Console().print(table)
 
 
+# --- policy --------------------------------------------------------------------------
+def _task_summary(spec: Any) -> str:
+    parts = [f"{len(spec.destinations)} labels mapped"] if spec.destinations else []
+    parts += ["default"] if spec.default else []
+    parts += [f"sets field {spec.field}"] if spec.field else []
+    return ", ".join(parts)
+
+
+@policy_app.command("check")
+def policy_check_cmd(file: Annotated[Path, typer.Argument(help="The policy YAML file.")]) -> None:
+    """Validate a routing policy; every problem is listed as FILE:LINE: path: message."""
+    from deskpilot.policy import PolicyValidationError, load_policy
+
+    try:
+        policy = load_policy(file)
+    except PolicyValidationError as exc:
+        count = len(exc.problems)
+        plural = "s" if count != 1 else ""
+        say(f"{file}: {count} problem{plural} in the routing policy", prefix="[bold red]error:[/] ")
+        for line in exc.problems:
+            err.print(escape(line), highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except DeskpilotError as exc:
+        fail(str(exc))
+    tasks = ", ".join(f"{name} ({_task_summary(spec)})" for name, spec in policy.tasks.items())
+    typer.echo(f"{file}: ok")
+    typer.echo(f"tasks: {tasks}")
+    typer.echo("systems: " + ", ".join(f"{n} ({s.connector})" for n, s in policy.systems.items()))
+    typer.echo(f"triage: {policy.triage.describe()}")
+    typer.echo("overrides: " + (", ".join(r.name for r in policy.overrides) or "none"))
+
+
 # --- serve ---------------------------------------------------------------------------
 @app.command("serve")
 def serve_cmd(
@@ -905,6 +952,9 @@ def version_cmd() -> None:
     from deskpilot import __version__
 
     typer.echo(__version__)
+
+
+register_jobs_commands(app)  # `deskpilot worker` and `deskpilot jobs ...` (cli_jobs.py)
 
 
 def main() -> None:

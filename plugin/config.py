@@ -74,6 +74,32 @@ class Settings(BaseSettings):
     record_predictions: bool = True
     default_tenant: str = "default"
 
+    # webhooks and outside systems. Secrets are keyed by tenant ("acme") or by tenant and
+    # source ("acme/zendesk", the more specific wins); connector credentials by the name a
+    # policy's ``systems.<name>.credentials`` gives. Set them as JSON objects in the env.
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    webhook_tolerance_s: int = Field(default=300, ge=1, le=3600)
+    connector_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    connector_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    policy_dir: Path | None = None
+
+    # jobs
+    queue_backend: Literal["embedded", "celery"] = "embedded"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    workers: int = Field(default=1, ge=0, le=64)
+    job_lease_s: float = Field(default=120.0, ge=1.0)
+    job_max_attempts: int = Field(default=5, ge=1, le=100)
+    job_backoff_s: float = Field(default=2.0, ge=0.0)
+    job_backoff_max_s: float = Field(default=300.0, ge=0.0)
+    job_poll_s: float = Field(default=0.2, gt=0.0, le=60.0)
+
+    # feedback and retraining: a challenger is promoted only if it is not worse than the
+    # champion by more than these margins (macro-F1 and accuracy on covered predictions)
+    retrain_after_corrections: int = Field(default=0, ge=0)
+    retrain_interval_minutes: float = Field(default=0.0, ge=0.0)
+    promotion_margin_f1: float = Field(default=0.0, ge=0.0, le=1.0)
+    promotion_margin_covered_accuracy: float = Field(default=0.0, ge=0.0, le=1.0)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -89,7 +115,7 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
-    @field_validator("home", "data_dir", "model_cache", mode="after")
+    @field_validator("home", "data_dir", "model_cache", "policy_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
@@ -102,6 +128,14 @@ class Settings(BaseSettings):
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    @property
+    def policies_dir(self) -> Path:
+        return self.policy_dir or self.home / "policies"
+
+    def webhook_secret(self, tenant: str, source: str) -> str | None:
+        secret = self.webhook_secrets.get(f"{tenant}/{source}") or self.webhook_secrets.get(tenant)
+        return secret.get_secret_value() if secret is not None else None
 
     @property
     def cache_dir(self) -> Path:

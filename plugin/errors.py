@@ -74,3 +74,21 @@ class ConflictError(DeskpilotError):
 class PayloadTooLargeError(DeskpilotError):
     code = "payload_too_large"
     status = 413
+
+
+class PolicyError(DeskpilotError):
+    """A routing policy file is invalid; the message names the file and line."""
+
+    code = "invalid_policy"
+    status = 422
+
+
+class ActionError(DeskpilotError):
+    """An outside system refused an action. ``transient`` ones are retried with backoff."""
+
+    code = "action_failed"
+    status = 502
+
+    def __init__(self, message: str, *, transient: bool, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.transient = transient

@@ -64,12 +64,32 @@ class Prediction:
 
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
+    """Where one task's answer sends a ticket. ``target`` holds the system's own ids."""
+
     task: str
     label: str | None
     destination: str | None
     abstained: bool
     overrides: tuple[str, ...] = ()
     explanation: str = ""
+    target: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One change to make in an outside system, e.g. set a ticket's queue and priority.
+
+    ``idempotency_key`` is stable for the same decision, so a retried action is recognised.
+    """
+
+    tenant: str
+    system: str
+    connector: str
+    kind: str
+    ticket_id: int
+    external_id: str | None
+    fields: dict[str, Any]
+    idempotency_key: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -19,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from deskpilot import __version__
 from deskpilot.config import Settings, get_settings
 from deskpilot.errors import DeskpilotError
-from deskpilot.gateway.errors import install_error_handlers
+from deskpilot.gateway.errors import ServiceUnavailableError, install_error_handlers
 from deskpilot.gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from deskpilot.gateway.routes import routers
 from deskpilot.store import Database
@@ -57,6 +59,7 @@ def create_app(
     app.state.database = database
     app.state.predictor = predictor
     app.state.predictor_error = None
+    app.state.job_notifier = None
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
@@ -86,6 +89,37 @@ def _close(obj: object) -> None:
     close = getattr(obj, "close", None)
     if callable(close):
         close()
+
+
+def _start_workers(app: FastAPI, settings: Settings, database: Database) -> Any:
+    """The embedded worker pool, sharing this process's models; None when workers run elsewhere."""
+    if settings.queue_backend != "embedded" or settings.workers < 1:
+        return None
+    jobs = importlib.import_module("deskpilot.jobs.embedded")
+    context_module = importlib.import_module("deskpilot.jobs.context")
+    context = context_module.WorkerContext.build(settings, database)
+    if app.state.predictor is not None:
+        context.set_predictor(app.state.predictor)
+    else:
+        context.predictor_factory = lambda _settings: _wait_for_predictor(app)
+    pool = jobs.EmbeddedWorkerPool(context, threads=settings.workers, name="serve")
+    context.notifier = pool
+    app.state.job_notifier = pool
+    pool.start()
+    return pool
+
+
+def _wait_for_predictor(app: FastAPI, timeout_s: float = 600.0) -> Predictor:
+    """Workers use the gateway's engine (one copy of the models) once it has loaded."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        predictor: Predictor | None = app.state.predictor
+        if predictor is not None:
+            return predictor
+        if app.state.predictor_error:
+            raise ServiceUnavailableError(f"the models failed to load: {app.state.predictor_error}")
+        time.sleep(0.1)
+    raise ServiceUnavailableError("the models did not load in time")
 
 
 def _load_engine(app: FastAPI, settings: Settings, stopping: threading.Event, lock: threading.Lock) -> None:
@@ -119,9 +153,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             target=_load_engine, args=(app, settings, stopping, lock), name="deskpilot-engine", daemon=True
         )
         loader.start()
+    pool = await run_in_threadpool(_start_workers, app, settings, app.state.database)
+    broker_bell = None
+    if settings.queue_backend == "celery":
+        notify = importlib.import_module("deskpilot.jobs.notify")
+        broker_bell = await run_in_threadpool(notify.notifier_for, settings)
+        app.state.job_notifier = broker_bell
     try:
         yield
     finally:
+        if pool is not None:
+            await run_in_threadpool(pool.stop)
+            pool.context.close()
+        if broker_bell is not None:
+            importlib.import_module("deskpilot.jobs.notify").close_notifier(broker_bell)
+        app.state.job_notifier = None
         with lock:
             stopping.set()
             engine = app.state.predictor if owns_predictor else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from deskpilot.config import Settings
 from deskpilot.errors import AuthError, ConfigError, ForbiddenError
 from deskpilot.gateway.errors import ServiceUnavailableError, UnsupportedMediaTypeError
+from deskpilot.jobs.base import JobNotifier
 from deskpilot.store import Database, Principal, authenticate_key
 from deskpilot.tasks.classify import Predictor
 
@@ -139,3 +140,33 @@ async def require_json_body(request: Request) -> None:
     raise UnsupportedMediaTypeError(
         f"Content-Type {media[:80]!r} is not supported", hint="send Content-Type: application/json"
     )
+
+
+WritePrincipal = Annotated[Principal, Depends(RequireScope("write"))]
+AdminPrincipal = Annotated[Principal, Depends(RequireScope("admin"))]
+
+
+# Jobs: the row committed by a route is the truth; ringing the workers' bell only saves a poll.
+
+
+def get_job_notifier(request: Request) -> JobNotifier | None:
+    notifier: JobNotifier | None = getattr(request.app.state, "job_notifier", None)
+    return notifier
+
+
+JobNotifierDep = Annotated[JobNotifier | None, Depends(get_job_notifier)]
+
+
+def notify_jobs(notifier: JobNotifier | None, job_ids: Sequence[int]) -> None:
+    """Wake workers for ``job_ids`` after a commit; a failure is logged, never raised.
+
+    Sync, for ``BackgroundTasks``: it runs in the threadpool after the response is sent, so a
+    slow broker never delays the client's 202.
+    """
+    ids = list(job_ids)
+    if notifier is None or not ids:
+        return
+    try:
+        notifier.notify(ids)
+    except Exception:
+        logger.exception("could not notify workers of jobs %s; they will find them on their next poll", ids)

@@ -57,6 +57,19 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+    # SQLAlchemy, not the driver, starts transactions (see _sqlite_begin)
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """Take the write lock when a transaction starts, not at its first write.
+
+    A deferred transaction that reads and then writes fails at once with "database is
+    locked" when another writer committed in between (busy_timeout cannot help there). With
+    the gateway, workers and the CLI sharing one file, every unit of work here reads before
+    it writes, so each waits for the lock up front instead; transactions are short.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -83,6 +96,7 @@ class Database:
             ) from exc
         if backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     @property

@@ -164,3 +164,174 @@ class PredictionRecord(Base):
 
     def __repr__(self) -> str:
         return f"PredictionRecord(id={self.id!r}, tenant_id={self.tenant_id!r}, task={self.task!r})"
+
+
+# workflow: inbox -> tickets -> jobs -> decisions -> outbox; feedback; audit ----------------
+
+TICKET_STATES = ("received", "processing", "routed", "triage", "failed")
+JOB_STATES = ("queued", "running", "done", "dead")
+OUTBOX_STATES = ("pending", "done", "dead")
+
+
+class TicketRecord(Base):
+    """A ticket as deskpilot knows it; ``external_id`` is the id in the system it came from."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        Index("ix_tickets_tenant_id_source_external_id", "tenant_id", "source", "external_id"),
+        CheckConstraint("state IN ('received', 'processing', 'routed', 'triage', 'failed')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    subject: Mapped[str] = mapped_column(String)
+    body: Mapped[str] = mapped_column(String)
+    requester: Mapped[str | None] = mapped_column(String(320), default=None)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="received")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"TicketRecord(id={self.id!r}, tenant_id={self.tenant_id!r}, state={self.state!r})"
+
+
+class InboxEvent(Base):
+    """One accepted delivery. The unique key makes a retried delivery a no-op."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (UniqueConstraint("tenant_id", "source", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(100))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), default=None)
+    response: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRecord(Base):
+    """A unit of background work. The row is the truth; a broker (Celery) only rings the bell.
+
+    A worker owns a job while ``lease_expires_at`` is in the future; a worker that dies
+    loses the lease and another picks the job up again.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_state_run_after", "state", "run_after"),
+        Index("ix_jobs_tenant_id_kind", "tenant_id", "kind"),
+        CheckConstraint("state IN ('queued', 'running', 'done', 'dead')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(String, default=None)
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    def __repr__(self) -> str:
+        return f"JobRecord(id={self.id!r}, kind={self.kind!r}, state={self.state!r})"
+
+
+class DecisionRecord(Base):
+    """Why a ticket went where it went: model version, scores, thresholds, overrides."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_ticket_id", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    task: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str | None] = mapped_column(String, default=None)
+    predicted_label: Mapped[str | None] = mapped_column(String, default=None)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    abstained: Mapped[bool] = mapped_column(Boolean, default=False)
+    adapter_version: Mapped[str | None] = mapped_column(String(100), default=None)
+    destination: Mapped[str | None] = mapped_column(String, default=None)
+    overrides: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    explanation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxAction(Base):
+    """A change to make in an outside system, written with the decision that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index("ix_outbox_ticket_id", "ticket_id"),
+        CheckConstraint("state IN ('pending', 'done', 'dead')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    system: Mapped[str] = mapped_column(String(100))
+    connector: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String, default=None)
+    response: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class FeedbackRecord(Base):
+    """A person's correction. ``text`` is kept: it becomes a training row."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_tenant_id_task_id", "tenant_id", "task", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), default=None)
+    decision_id: Mapped[int | None] = mapped_column(
+        ForeignKey("decisions.id", ondelete="SET NULL"), default=None
+    )
+    task: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(String)
+    previous_label: Mapped[str | None] = mapped_column(String, default=None)
+    text: Mapped[str] = mapped_column(String)
+    author: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(100), default="api")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Append-only (a database trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_tenant_id_ticket_id", "tenant_id", "ticket_id"),
+        Index("ix_audit_log_tenant_id_id", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(320))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

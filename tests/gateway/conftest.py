@@ -18,7 +18,9 @@ from deskpilot.store import Database, create_api_key, revoke_api_key
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.delenv("DESKPILOT_DATABASE_URL", raising=False)
-    return Settings(env="test", home=tmp_path, max_batch_texts=8, max_text_chars=500, max_body_bytes=16_384)
+    return Settings(
+        env="test", home=tmp_path, max_batch_texts=8, max_text_chars=500, max_body_bytes=16_384, workers=0
+    )
 
 
 @pytest.fixture

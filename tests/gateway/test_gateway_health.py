@@ -201,7 +201,7 @@ def test_docs_and_openapi_served(client: TestClient) -> None:
     for path, operations in paths.items():
         for method, operation in operations.items():
             assert operation.get("summary"), f"{method.upper()} {path} has no summary"
-            assert "200" in operation["responses"]
+            assert any(code.startswith("2") for code in operation["responses"])
     classify = paths["/v1/classify"]["post"]
     for status in ("401", "403", "404", "413", "415", "422"):
         ref = classify["responses"][status]["content"]["application/json"]["schema"]["$ref"]

@@ -13,7 +13,19 @@ from alembic.migration import MigrationContext
 from deskpilot.errors import ConfigError, InputDataError
 from deskpilot.store import Base, Database, Tenant, get_or_create_tenant
 
-TABLES = {"tenants", "api_keys", "adapters", "predictions"}
+TABLES = {
+    "tenants",
+    "api_keys",
+    "adapters",
+    "predictions",
+    "tickets",
+    "inbox_events",
+    "jobs",
+    "decisions",
+    "outbox",
+    "feedback",
+    "audit_log",
+}
 
 
 def test_migrate_twice_creates_all_tables(empty_db: Database) -> None:
@@ -24,7 +36,7 @@ def test_migrate_twice_creates_all_tables(empty_db: Database) -> None:
     assert tables >= TABLES | {"alembic_version"}
     with empty_db.engine.connect() as connection:
         versions = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
-    assert [v for (v,) in versions] == ["0001"]
+    assert [v for (v,) in versions] == ["0002"]
 
 
 def test_models_match_migrations(db: Database) -> None:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from deskpilot.gateway.routes import adapters, classify, health
+from deskpilot.gateway.routes import adapters, classify, feedback, health, jobs, tickets, webhooks
 
-routers = (health.router, classify.router, adapters.router)
+routers = (
+    health.router,
+    classify.router,
+    adapters.router,
+    tickets.router,
+    webhooks.router,
+    feedback.router,
+    jobs.router,
+)
 
 __all__ = ["routers"]

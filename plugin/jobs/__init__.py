@@ -1,0 +1,1 @@
+"""Background work: the job queue's backends and the handlers that process tickets."""

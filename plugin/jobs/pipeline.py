@@ -1,0 +1,148 @@
+"""The handlers: classify and route a ticket; deliver one outbox action.
+
+Each reads in one short transaction, does its slow part (models, HTTP) outside any
+transaction, and writes its results together with the job's completion in another.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from deskpilot.errors import ActionError, AdapterNotFoundError
+from deskpilot.store import workflow
+from deskpilot.tasks.route import matching_overrides, plan_actions, route
+from deskpilot.types import Prediction
+
+from .base import JobRun, PermanentJobError
+from .context import WorkerContext
+
+logger = logging.getLogger("deskpilot.jobs")
+
+DECIDED = ("routed", "triage")
+ACTOR = "deskpilot-worker"
+
+
+def _explanation(prediction: Prediction, similar: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {
+        "alternatives": [{"label": a.label, "score": round(a.score, 4)} for a in prediction.alternatives],
+        "reason": prediction.reason,
+        "similar": similar or [],
+    }
+
+
+def _similar(context: WorkerContext, tenant: str, task: str, text: str) -> list[dict[str, Any]] | None:
+    """The most similar training tickets, where the predictor can tell (an explanation aid)."""
+    finder = getattr(context.predictor(), "similar", None)
+    if not callable(finder):
+        return None
+    try:
+        found: list[dict[str, Any]] = finder(tenant, task, text, k=3)
+    except Exception:  # an explanation must never fail a ticket
+        logger.warning("similar-ticket lookup failed for %s/%s", tenant, task, exc_info=True)
+        return None
+    return found
+
+
+def process_ticket(context: WorkerContext, run: JobRun) -> None:
+    ticket_id = int(run.payload["ticket_id"])
+    database = context.database
+    with database.session() as session:
+        record = workflow.get_ticket(session, run.tenant_id, ticket_id)
+        if record is None or record.state in DECIDED:
+            run.finish(session, {"ticket_id": ticket_id, "state": record.state if record else "deleted"})
+            return
+        tenant = workflow.tenant_slug(session, run.tenant_id)
+        ticket = workflow.ticket_of(record)
+        external_id = record.external_id
+        record.state = "processing"
+
+    policy = context.policies.get(tenant)
+    if policy is None:
+        problem = context.policies.error(tenant)
+        raise PermanentJobError(
+            f"no usable routing policy for tenant {tenant!r}"
+            + (f": {problem}" if problem else f": write {context.settings.policies_dir / (tenant + '.yaml')}")
+            + "; then retry the job (`deskpilot jobs retry ID`)"
+        )
+    predictions: dict[str, Prediction] = {}
+    explanations: dict[str, dict[str, Any]] = {}
+    overridden = matching_overrides(policy, ticket)
+    for task in policy.tasks:
+        if task in overridden:  # a rule decides: the model is not asked (and not loaded)
+            continue
+        predictor = context.predictor()
+        try:
+            prediction = predictor.predict(tenant, task, [ticket.text])[0]
+        except AdapterNotFoundError as exc:
+            explanations[task] = {"error": exc.message}
+            continue
+        predictions[task] = prediction
+        explanations[task] = _explanation(prediction, _similar(context, tenant, task, ticket.text))
+    decisions = route(policy, ticket, predictions)
+    actions = plan_actions(
+        policy, tenant, ticket_id, external_id, decisions, decision_key=f"{tenant}:ticket:{ticket_id}"
+    )
+
+    with database.session() as session:
+        record = workflow.lock_ticket(session, ticket_id)
+        if record is None or record.state in DECIDED:  # another worker got there first
+            run.finish(session, {"ticket_id": ticket_id, "state": record.state if record else "deleted"})
+            return
+        decision_ids, job_ids = workflow.record_decisions(
+            session,
+            record,
+            decisions,
+            predictions,
+            actions,
+            explanations,
+            actor=ACTOR,
+            max_attempts=context.settings.job_max_attempts,
+        )
+        run.finish(
+            session,
+            {"ticket_id": ticket_id, "state": record.state, "decisions": decision_ids, "jobs": job_ids},
+        )
+    if context.notifier is not None and job_ids:
+        context.notifier.notify(job_ids)
+
+
+def deliver_action(context: WorkerContext, run: JobRun) -> None:
+    outbox_id = int(run.payload["outbox_id"])
+    database = context.database
+    with database.session() as session:
+        row = workflow.get_outbox(session, outbox_id)
+        if row is None or row.state != "pending":
+            run.finish(session, {"outbox_id": outbox_id, "state": row.state if row else "deleted"})
+            return
+        action = workflow.action_of(session, row)
+
+    policy = context.policies.get(action.tenant)
+    system = policy.systems.get(action.system) if policy is not None else None
+    try:
+        if system is None:
+            raise PermanentJobError(
+                f"the routing policy of tenant {action.tenant!r} has no system {action.system!r} any more"
+            )
+        client = context.client(system.connector, system.url, system.credentials)
+        response = client.act(action)
+    except (ActionError, PermanentJobError) as exc:
+        transient = isinstance(exc, ActionError) and exc.transient
+        with database.session() as session:
+            row = workflow.get_outbox(session, outbox_id, lock=True)
+            if row is not None and row.state == "pending":
+                workflow.mark_outbox(
+                    session,
+                    row,
+                    done=False,
+                    actor=ACTOR,
+                    error=str(exc),
+                    dead=not transient or run.attempts >= run.max_attempts,
+                )
+        raise
+
+    with database.session() as session:
+        run.finish(session, {"outbox_id": outbox_id, "response": response})
+        row = workflow.get_outbox(session, outbox_id, lock=True)
+        if row is not None and row.state == "pending":
+            workflow.mark_outbox(session, row, done=True, actor=ACTOR, response=response)
