@@ -202,7 +202,10 @@ class InboxEvent(Base):
     """One accepted delivery. The unique key makes a retried delivery a no-op."""
 
     __tablename__ = "inbox_events"
-    __table_args__ = (UniqueConstraint("tenant_id", "source", "delivery_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source", "delivery_id"),
+        UniqueConstraint("tenant_id", "replay_key"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -210,6 +213,8 @@ class InboxEvent(Base):
     delivery_id: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    # sha256 of a signed delivery's signature: the same signed bytes are accepted only once
+    replay_key: Mapped[str | None] = mapped_column(String(64), default=None)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), default=None)
     response: Mapped[dict[str, Any]] = mapped_column(default=dict)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -106,11 +106,14 @@ def accept_ticket(
     delivery_id: str,
     actor: str,
     max_attempts: int = 5,
+    replay_key: str | None = None,
 ) -> Accepted:
     """Store a delivery, its ticket and the job that will process it, once per delivery id.
 
     The inbox row goes in first with ON CONFLICT DO NOTHING: of two concurrent copies of a
-    delivery one inserts and carries on, the other finds the first's answer.
+    delivery one inserts and carries on, the other finds the first's answer. ``replay_key``
+    (a hash of a webhook's signature) refuses the same signed request sent again under a
+    new delivery id: a captured request replayed inside the signature's time window.
     """
     _check_delivery_id(delivery_id)
     fingerprint = _fingerprint(ticket)
@@ -127,10 +130,11 @@ def accept_ticket(
             delivery_id=delivery_id,
             kind="ticket",
             fingerprint=fingerprint,
+            replay_key=replay_key,
             response={},
             received_at=utcnow(),
         )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "source", "delivery_id"])
+        .on_conflict_do_nothing()
         .returning(InboxEvent.id)
     ).scalar_one_or_none()
     if inserted is None:
@@ -140,7 +144,12 @@ def accept_ticket(
                 InboxEvent.source == source,
                 InboxEvent.delivery_id == delivery_id,
             )
-        ).one()
+        ).one_or_none()
+        if existing is None:  # the conflict was on replay_key: these signed bytes came before
+            raise ConflictError(
+                "this signed request was already delivered under another delivery id; nothing was stored",
+                hint="sign every new delivery afresh (a new timestamp); retry a delivery with its own id",
+            )
         if existing.fingerprint != fingerprint:
             raise ConflictError(
                 f"delivery {delivery_id!r} was already used for a different ticket",

@@ -154,12 +154,25 @@ def test_replayed_request_within_the_window_creates_nothing(client: TestClient, 
     assert counts(database)["tickets"] == 1
 
 
+def test_a_captured_request_replayed_under_a_new_delivery_id_is_409_and_stores_nothing(
+    client: TestClient, database: Database
+) -> None:
+    raw = encode(TICKET)
+    headers = {"Content-Type": "application/json", **sign(ACME_SECRET, raw, delivery_id="dlv-9")}
+    assert client.post(URL, content=raw, headers=headers).status_code == 202
+    before = counts(database)
+    replay = client.post(URL, content=raw, headers={**headers, "X-Deskpilot-Delivery": "dlv-10"})
+    error = assert_error(replay, 409, "conflict")
+    assert "already delivered under another delivery id" in str(error["message"])
+    assert counts(database) == before
+
+
 def test_a_new_delivery_id_is_a_new_ticket_and_sources_are_separate(
     client: TestClient, database: Database
 ) -> None:
     raw = encode(TICKET)
     a = deliver(client, raw, delivery_id="dlv-1").json()
-    b = deliver(client, raw, delivery_id="dlv-2").json()
+    b = deliver(client, raw, delivery_id="dlv-2", timestamp=int(time.time()) + 1).json()
     c = deliver(client, raw, delivery_id="dlv-1", url="/webhooks/acme/generic/crm").json()
     assert len({a["ticket_id"], b["ticket_id"], c["ticket_id"]}) == 3
     assert not any(x["duplicate"] for x in (a, b, c))

@@ -69,7 +69,13 @@ def actor_of(principal: Principal) -> str:
 
 
 def store_ticket(
-    database: Database, settings: Settings, tenant: str, ticket: Ticket, delivery_id: str, actor: str
+    database: Database,
+    settings: Settings,
+    tenant: str,
+    ticket: Ticket,
+    delivery_id: str,
+    actor: str,
+    replay_key: str | None = None,
 ) -> Accepted:
     """The inbox/ticket/job/audit transaction; blocking, so routes run it in the threadpool."""
     with db_session(database) as session:
@@ -80,6 +86,7 @@ def store_ticket(
             delivery_id=delivery_id,
             actor=actor,
             max_attempts=settings.job_max_attempts,
+            replay_key=replay_key,
         )
 
 

@@ -7,6 +7,7 @@ nothing. The protocol is documented in ``deskpilot.connectors.generic.verify``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from deskpilot.connectors.base import get_connector
+from deskpilot.connectors.generic.verify import SIGNATURE_HEADER
 from deskpilot.errors import AuthError, InputDataError, NotFoundError
 from deskpilot.gateway.deps import DatabaseDep, JobNotifierDep, SettingsDep, require_json_body
 from deskpilot.gateway.errors import ErrorResponse, error_responses
@@ -123,7 +125,16 @@ async def generic_webhook(
             f"ticket.body: {len(ticket.body)} characters, at most {settings.max_text_chars} allowed",
             hint="DESKPILOT_MAX_TEXT_CHARS sets the limit",
         )
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    replay_key = hashlib.sha256(f"{source}\n{signature}".encode()).hexdigest()
     accepted = await run_in_threadpool(
-        store_ticket, database, settings, tenant, ticket, event.delivery_id, f"webhook:generic/{source}"
+        store_ticket,
+        database,
+        settings,
+        tenant,
+        ticket,
+        event.delivery_id,
+        f"webhook:generic/{source}",
+        replay_key,
     )
     return answer_accepted(accepted, response, background, notifier)

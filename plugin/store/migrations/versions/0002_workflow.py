@@ -127,6 +127,7 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("replay_key", sa.String(length=64), nullable=True),
         sa.Column("ticket_id", sa.Integer(), nullable=True),
         sa.Column("response", sa.JSON(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
@@ -140,6 +141,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "tenant_id", "source", "delivery_id", name=op.f("uq_inbox_events_tenant_id_source_delivery_id")
         ),
+        sa.UniqueConstraint("tenant_id", "replay_key", name=op.f("uq_inbox_events_tenant_id_replay_key")),
     )
     op.create_table(
         "outbox",
