@@ -43,6 +43,16 @@ def ensure_adapters(data: Path, tenant: str, registry: Registry) -> None:
         subprocess.run(cmd, check=True)
 
 
+def ensure_policy(folder: Path, tenant: str) -> Path:
+    """The demo helpdesk's routing policy; edit it there, it is read again on change."""
+    path = folder / f"{tenant}.yaml"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text((Path(__file__).resolve().parent / "policy.yaml").read_text(encoding="utf-8"))
+        print(f"routing policy for tenant '{tenant}' -> {path}", flush=True)
+    return path
+
+
 def ensure_key(folder: Path, db: Database, tenant: str) -> str:
     """The demo key is kept in a 0600 file so repeated runs print the same one."""
     key_file = folder / "api_key"
@@ -68,6 +78,7 @@ def main() -> None:
     db.migrate()
     key = ensure_key(folder, db, tenant)
     db.dispose()
+    policy = ensure_policy(settings.policies_dir, tenant)
 
     url = f"http://{settings.host}:{settings.port}"
     print(
@@ -78,6 +89,12 @@ demo API key (tenant '{tenant}'): {key}
 try it:
 curl -s {url}/v1/classify -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
   -d '{{"task": "queue", "texts": ["I was charged twice for my subscription this month"]}}'
+
+send a ticket through the workflow (routed with {policy}; its helpdesk URL is a
+placeholder, so the action shows up as retried in the ticket until you point it at yours):
+curl -s {url}/v1/tickets -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \
+  -d '{{"subject": "Charged twice", "body": "I was charged twice this month", "external_id": "T-1"}}'
+curl -s {url}/v1/tickets/1 -H "Authorization: Bearer {key}"
 """,
         flush=True,
     )
