@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import Any
 
 from deskpilot.adapters.serving import Engine, Request
 from deskpilot.types import AdapterSummary, Prediction
@@ -59,6 +60,13 @@ class MicroBatcher:
 
     def adapters(self, tenant: str) -> list[AdapterSummary]:
         return self.engine.adapters(tenant)
+
+    def similar(
+        self, tenant: str, task: str, text: str, *, k: int = 3, version: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The most similar training rows (an explanation aid); one pass, outside the batch queue."""
+        result: list[dict[str, Any]] = self.engine.similar(tenant, task, text, k=k, version=version)
+        return result
 
     def ready(self) -> bool:
         return self.engine.ready() and self._worker.is_alive()

@@ -13,7 +13,9 @@ Recipe (why each part is there):
 
 Saved format: ``adapter_config.json`` + ``adapter_model.safetensors`` are a standard
 PEFT adapter for the bare encoder (``PeftModel.from_pretrained(AutoModel...)``);
-``head.safetensors`` holds the linear head; ``card.json`` the labels and calibration.
+``head.safetensors`` holds the linear head; ``card.json`` the labels and calibration;
+``examples.safetensors`` embeddings of (a sample of) the training rows, so serving can cite
+the most similar training tickets (see :mod:`deskpilot.adapters.examples`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deskpilot.adapters import calibration
+from deskpilot.adapters import calibration, examples
 from deskpilot.adapters.catalog import BaseModel
 from deskpilot.adapters.encoding import (
     ProgressFn,
@@ -314,6 +316,10 @@ def train_classifier(
         labels = [*labels, *(y for _, y in named)]
         y_all = torch.tensor([index[y] for y in labels])
 
+    # the rows a decision can cite as its most similar training tickets (train.jsonl order);
+    # embedded after training, so the epoch plan leaves time for them
+    example_idx = examples.sample_rows(data_labels, recipe.seed)
+    recipe.extra["example_rows"] = len(example_idx)
     tokenizer = load_tokenizer(base)
     encoder = load_encoder(base)
     layers_fallback = recipe.preset == "auto" and recipe.train_layers is None and not recipe.init_adapter
@@ -357,7 +363,20 @@ def train_classifier(
 
     # 2. calibration on the validation split ------------------------------------------
     model.eval()
-    centroids = _class_centroids(model, tokenizer, features, y_all, train_idx, len(label_names), recipe.seed)
+    # a model that was not fine-tuned embeds the example rows as the probe did: reuse those
+    tuned = recipe.fine_tune and bool(recipe.epochs)
+    centroids, example_emb = _class_centroids(
+        model,
+        tokenizer,
+        features,
+        y_all,
+        train_idx,
+        len(label_names),
+        recipe.seed,
+        keep=example_idx if tuned else (),
+    )
+    if not tuned:
+        example_emb = emb[example_idx]
     similarity_threshold = 0.0
     if val_idx:
         val_emb, val_logits = _embed_and_logits(model, tokenizer, [features[i] for i in val_idx])
@@ -433,9 +452,19 @@ def train_classifier(
             start_head=start,
         )
         model.eval()
-        centroids = _class_centroids(
-            model, tokenizer, features, y_all, train_idx, len(label_names), recipe.seed
+        tuned = recipe.fine_tune and bool(refit_epochs)
+        centroids, example_emb = _class_centroids(
+            model,
+            tokenizer,
+            features,
+            y_all,
+            train_idx,
+            len(label_names),
+            recipe.seed,
+            keep=example_idx if tuned else (),
         )
+        if not tuned:
+            example_emb = emb[example_idx]
         refit = {"epochs": refit_epochs, "rows": len(train_idx)}
 
     # 3. save ------------------------------------------------------------------------
@@ -452,6 +481,8 @@ def train_classifier(
             },
             str(tmp / HEAD_FILE),
         )
+        if example_idx:
+            examples.save(tmp, example_emb, example_idx)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -498,17 +529,23 @@ def _class_centroids(
     num_labels: int,
     seed: int,
     per_class: int = 32,
-) -> torch.Tensor:
-    """Unit-length mean embedding per class from a bounded sample of training rows."""
+    keep: Sequence[int] = (),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit-length mean embedding per class from a bounded sample of training rows, and the
+    embeddings of the ``keep`` rows (in that order), computed in the same pass: rows that
+    both need are embedded once."""
     by_class: dict[int, list[int]] = defaultdict(list)
     for i in train_idx:
         by_class[int(y_all[i])].append(i)
     rng = random.Random(seed)
     chosen = [i for c in sorted(by_class) for i in rng.sample(by_class[c], min(per_class, len(by_class[c])))]
-    emb, _ = _embed_and_logits(model, tokenizer, [features[i] for i in chosen])
+    position = {i: n for n, i in enumerate(chosen)}
+    extra = [i for i in dict.fromkeys(keep) if i not in position]
+    position.update({i: len(chosen) + n for n, i in enumerate(extra)})
+    emb, _ = _embed_and_logits(model, tokenizer, [features[i] for i in chosen + extra])
     sums = torch.zeros(num_labels, emb.shape[1])
-    sums.index_add_(0, y_all[chosen], emb)
-    return F.normalize(sums, dim=-1)
+    sums.index_add_(0, y_all[chosen], emb[: len(chosen)])
+    return F.normalize(sums, dim=-1), emb[[position[i] for i in keep]]
 
 
 def _fine_tune(
@@ -771,6 +808,7 @@ def _plan_epochs(
     steps_per_epoch = math.ceil(len(rows) / recipe.batch_size)
     per_epoch = steps_per_epoch * per_step + math.ceil(n_val / recipe.batch_size) * per_step / 3
     usable = left * 0.92 - 15.0  # calibration, centroids and saving come after training
+    usable -= math.ceil(int(recipe.extra.get("example_rows", 0)) / 64) * per_step / 3  # examples.py
     if usable >= per_epoch * epochs:
         return epochs, -1
     if usable >= per_epoch:

@@ -15,6 +15,10 @@ Two backends compute the embeddings, with the same result:
   (``bf16="auto"``: AMX or AVX512-BF16), all under ``torch.inference_mode``;
 - anything else (another architecture, a LoRA variant the fast path does not know)
   goes through PEFT (``adapter_names`` for mixed batches), as before.
+
+:meth:`Engine.similar` finds the training rows closest to a text (a decision's explanation)
+in the embedding space the out-of-scope similarity uses: one forward pass, then a product
+with the adapter's ``examples.safetensors``, loaded on first use (``predict`` never reads it).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from typing import Any
 
 import torch
 
+from deskpilot.adapters import examples
 from deskpilot.adapters.catalog import BaseModel, resolve
-from deskpilot.adapters.classifier import HEAD_FILE
+from deskpilot.adapters.classifier import HEAD_FILE, data_hash
 from deskpilot.adapters.encoding import embed, load_encoder, load_tokenizer, tokenize
 from deskpilot.adapters.fastencoder import FastEncoder, supports
 from deskpilot.adapters.hardware import configure_threads, use_bf16
@@ -193,6 +198,7 @@ class Engine:
         self.dtype = torch.bfloat16 if use_bf16(bf16) else torch.float32
         self._bases: dict[str, _Base] = {}
         self._cards = _CardCache(registry)
+        self._examples = examples.ExampleCache(limit=8)
         self._lock = threading.RLock()
         self._ready = False
 
@@ -312,6 +318,26 @@ class Engine:
         head, base = self._head(tenant, task, version)
         emb = self._embed(base, [(head, tokenize(base.tokenizer, texts, head.max_length))])
         return head.card.labels, self._head_scores(head, emb)[0]
+
+    def similar(
+        self, tenant: str, task: str, text: str, *, k: int = 3, version: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The ``k`` training rows most like ``text`` (``text``, ``label``, cosine ``score``), so a
+        person can see why a decision went its way; [] for adapters that kept none (trained
+        before ``examples.safetensors``, or without ``train.jsonl``)."""
+        head, base = self._head(tenant, task, version)
+        card = head.card
+        folder = self.registry.path(card.tenant, card.task, card.version)
+
+        def rows_match(texts: list[str], labels: list[str]) -> bool:
+            return not card.data_hash or data_hash(texts, labels) == card.data_hash
+
+        kept = self._examples.get(folder, rows_match)
+        if kept is None or k < 1 or not text:
+            return []
+        # the same embedding _head_scores compares with the centroids
+        emb = self._embed(base, [(head, tokenize(base.tokenizer, [text], head.max_length))])
+        return kept.search(emb[0], k)
 
     # --- internals -------------------------------------------------------------------
     def _run_chunk(

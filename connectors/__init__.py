@@ -10,18 +10,24 @@ from deskpilot.connectors.base import (
     ActionClient,
     ActionFailedError,
     Connector,
-    ExternalFeedback,
+    ConnectorInfo,
+    Inbound,
     action_client,
+    connector_info,
     get_connector,
     known_connectors,
+    register,
 )
 
 __all__ = [
     "ActionClient",
     "ActionFailedError",
     "Connector",
-    "ExternalFeedback",
+    "ConnectorInfo",
+    "Inbound",
     "action_client",
+    "connector_info",
     "get_connector",
     "known_connectors",
+    "register",
 ]

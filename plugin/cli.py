@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from deskpilot.cli_connectors import register as register_connectors_commands
 from deskpilot.cli_jobs import register as register_jobs_commands
 from deskpilot.cli_retrain import record_champion_change
 from deskpilot.cli_retrain import register as register_retrain
@@ -112,7 +113,7 @@ def _tenant(value: str | None) -> str:
     return value or settings().default_tenant
 
 
-def emit_json(obj: dict[str, Any]) -> None:
+def emit_json(obj: dict[str, Any] | list[Any]) -> None:
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
     sys.stdout.flush()
 
@@ -955,6 +956,7 @@ def version_cmd() -> None:
 
 
 register_jobs_commands(app)  # `deskpilot worker` and `deskpilot jobs ...` (cli_jobs.py)
+register_connectors_commands(app)  # `deskpilot connectors list` (cli_connectors.py)
 
 
 def main() -> None:

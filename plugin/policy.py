@@ -93,13 +93,25 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
+CONNECTOR_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
 class SystemConfig(_Model):
     """A connected outside system. ``credentials`` names a secret in settings, never holds one."""
 
-    connector: Literal["generic", "slack", "jira", "zendesk", "servicenow", "erpnext", "odoo"]
+    # ours: generic, slack, jira, zendesk, servicenow, erpnext, odoo; or a plugin's name
+    # (`deskpilot connectors list`). An unknown name fails when an action is delivered.
+    connector: str
     url: str | None = None
     credentials: str | None = None
     options: dict[str, str] = {}
+
+    @field_validator("connector")
+    @classmethod
+    def _connector_name(cls, value: str) -> str:
+        if not CONNECTOR_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is no connector name (lowercase letters, digits, '-' or '_')")
+        return value
 
     @field_validator("url")
     @classmethod

@@ -31,14 +31,45 @@ class Document:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldChange:
+    """A person changed a routed field in the outside system: a correction once mapped.
+
+    ``field`` and ``value`` are the system's own (e.g. ``group_id`` = ``"360001"``); the
+    tenant's routing policy maps them back to a task and label.
+    """
+
+    external_id: str
+    field: str
+    value: str
+    author: str
+    previous: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A person asks deskpilot directly (e.g. a Slack slash command); answered at ``reply_url``."""
+
+    text: str
+    author: str
+    reply_url: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+EventKind = Literal["ticket", "document", "feedback", "field_change", "query"]
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    """One inbound delivery from an outside system, already authenticated."""
+    """One inbound delivery from an outside system, already authenticated.
+
+    ``delivery_id`` is unique per event for its source: the inbox refuses a second copy.
+    """
 
     tenant: str
     source: str
     delivery_id: str
-    kind: Literal["ticket", "document", "feedback"]
-    payload: Ticket | Document | Feedback
+    kind: EventKind
+    payload: Ticket | Document | Feedback | FieldChange | Query
     received_at: datetime | None = None
 
 
@@ -90,6 +121,10 @@ class Action:
     external_id: str | None
     fields: dict[str, Any]
     idempotency_key: str
+    # what a connector may need besides the fields: "note" (the decision explained in plain
+    # text, for an internal comment), "ticket_metadata" (as received, e.g. a Slack channel and
+    # thread), "decisions" (task, label, score, abstained), "triage" (bool)
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +137,14 @@ class Draft:
 
 @dataclass(frozen=True, slots=True)
 class Feedback:
+    """A correction. From an outside system the ticket is named by ``external_id``."""
+
     task: str
     label: str
     author: str
     prediction_id: int | None = None
     ticket_id: int | None = None
+    external_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, register
+from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, register
 from deskpilot.connectors.generic import convert, verify
 from deskpilot.connectors.generic.client import GenericClient
 from deskpilot.connectors.generic.verify import sign
@@ -34,6 +34,7 @@ class GenericConnector:
         body: bytes,
         *,
         secret: str,
+        route: str = "",
         now: float | None = None,
         tolerance_s: float = DEFAULT_TOLERANCE_S,
     ) -> None:
@@ -52,9 +53,30 @@ class GenericConnector:
             max_body_chars=self.max_body_chars,
         )
 
+    def parse(
+        self, tenant: str, route: str, headers: Mapping[str, str], body: bytes, options: Mapping[str, str]
+    ) -> Inbound:
+        """``route`` is the source (``/webhooks/{tenant}/generic/{source}``)."""
+        return Inbound(events=(self.to_event(tenant, route, headers, body),))
 
-def _client(*, url: str, token: str | None, timeout: float, secret: str | None = None) -> GenericClient:
+
+def _client(
+    *,
+    url: str,
+    token: str | None,
+    timeout: float,
+    secret: str | None = None,
+    options: Mapping[str, str] | None = None,
+) -> GenericClient:
     return GenericClient(url, token, timeout, secret)
 
 
-register("generic", connector=GenericConnector, client=_client)
+INFO = ConnectorInfo(
+    name="generic",
+    title="Generic signed webhook",
+    webhook="generic/{source}",
+    secrets='DESKPILOT_WEBHOOK_SECRETS={"<tenant>": "..."}; a policy system with connector: generic',
+    docs="README.md#workflow-tickets-in-decisions-out-nothing-lost",
+)
+
+register("generic", connector=GenericConnector, client=_client, info=INFO)

@@ -22,9 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deskpilot.connectors.base import ExternalFeedback
 from deskpilot.errors import InputDataError
-from deskpilot.types import Event, Ticket
+from deskpilot.types import Event, Feedback, Ticket
 
 MAX_SUBJECT_CHARS = 1_000
 MAX_BODY_CHARS = 20_000
@@ -109,7 +108,7 @@ def _ticket(source: str, raw: Any, max_subject: int, max_body: int) -> Ticket:
     )
 
 
-def _feedback(raw: Any) -> ExternalFeedback:
+def _feedback(raw: Any) -> Feedback:
     try:
         model = FeedbackIn.model_validate(raw)
     except ValidationError as exc:
@@ -119,7 +118,7 @@ def _feedback(raw: Any) -> ExternalFeedback:
             "feedback.ticket_id, feedback.external_id: neither given",
             hint="name the ticket by deskpilot's ticket_id or by your system's external_id",
         )
-    return ExternalFeedback(
+    return Feedback(
         task=model.task,
         label=model.label,
         author=model.author,
@@ -147,7 +146,7 @@ def to_event(
     if kind not in data:
         raise InputDataError(f'{kind}: missing; "type": "{kind}" needs a "{kind}" object beside it')
     if kind == "ticket":
-        payload: Ticket | ExternalFeedback = _ticket(source, data[kind], max_subject_chars, max_body_chars)
+        payload: Ticket | Feedback = _ticket(source, data[kind], max_subject_chars, max_body_chars)
         return Event(tenant=tenant, source=source, delivery_id=delivery_id, kind="ticket", payload=payload)
     payload = _feedback(data[kind])
     return Event(tenant=tenant, source=source, delivery_id=delivery_id, kind="feedback", payload=payload)

@@ -24,6 +24,7 @@ from deskpilot.errors import DeskpilotError
 from deskpilot.gateway.errors import ServiceUnavailableError, install_error_handlers
 from deskpilot.gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from deskpilot.gateway.routes import routers
+from deskpilot.policy import PolicyStore
 from deskpilot.store import Database
 from deskpilot.tasks.classify import Predictor
 
@@ -60,6 +61,7 @@ def create_app(
     app.state.predictor = predictor
     app.state.predictor_error = None
     app.state.job_notifier = None
+    app.state.policies = PolicyStore(settings.policies_dir)
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ class WorkerContext:
     predictor_factory: Callable[[Settings], Predictor] = _default_predictor
     notifier: JobNotifier | None = None
     _predictor: Predictor | None = field(default=None, init=False, repr=False)
-    _clients: dict[tuple[str, str | None, str | None], ActionClient] = field(
+    _clients: dict[tuple[str, str | None, str | None, tuple[tuple[str, str], ...]], ActionClient] = field(
         default_factory=dict, init=False, repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -62,7 +62,13 @@ class WorkerContext:
         with self._lock:
             self._predictor = predictor
 
-    def client(self, connector: str, url: str | None, credentials: str | None) -> ActionClient:
+    def client(
+        self,
+        connector: str,
+        url: str | None,
+        credentials: str | None,
+        options: Mapping[str, str] | None = None,
+    ) -> ActionClient:
         """One client per outside system, reused so connections are kept alive."""
         secret = self.settings.connector_secrets.get(credentials) if credentials else None
         token = secret.get_secret_value() if secret is not None else None
@@ -71,12 +77,13 @@ class WorkerContext:
                 f"the policy gives no url for its {connector} system",
                 hint="add `url:` under the system in the tenant's policy",
             )
-        key = (connector, url, credentials)
+        opts = dict(options or {})
+        key = (connector, url, credentials, tuple(sorted(opts.items())))
         with self._lock:
             client = self._clients.get(key)
             if client is None:
                 client = action_client(
-                    connector, url=url, token=token, timeout=self.settings.connector_timeout_s
+                    connector, url=url, token=token, timeout=self.settings.connector_timeout_s, options=opts
                 )
                 self._clients[key] = client
             return client

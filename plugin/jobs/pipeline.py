@@ -7,12 +7,14 @@ transaction, and writes its results together with the job's completion in anothe
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from deskpilot.errors import ActionError, AdapterNotFoundError
 from deskpilot.store import workflow
 from deskpilot.tasks.route import matching_overrides, plan_actions, route
-from deskpilot.types import Prediction
+from deskpilot.types import Prediction, RouteDecision
 
 from .base import JobRun, PermanentJobError
 from .context import WorkerContext
@@ -29,6 +31,32 @@ def _explanation(prediction: Prediction, similar: list[dict[str, Any]] | None) -
         "reason": prediction.reason,
         "similar": similar or [],
     }
+
+
+def _note(decisions: Sequence[RouteDecision], predictions: Mapping[str, Prediction]) -> str:
+    """The decision in a sentence or two, for an internal comment in the outside system."""
+    parts: list[str] = []
+    for d in decisions:
+        p = predictions.get(d.task)
+        if d.overrides:
+            parts.append(f"{d.task}: {d.label} (rule {', '.join(d.overrides)})")
+        elif d.abstained or d.label is None:
+            guess = f"; best guess {p.label} at {p.score:.2f}" if p is not None else ""
+            parts.append(f"{d.task}: not sure, sent to triage{guess}")
+        else:
+            score = f" at {p.score:.2f}" if p is not None else ""
+            version = f", model {p.adapter_version}" if p is not None else ""
+            parts.append(f"{d.task}: {d.label}{score}{version}")
+    alternatives = [
+        f"{d.task} alternatives: " + ", ".join(f"{a.label} {a.score:.2f}" for a in p.alternatives[:3])
+        for d in decisions
+        if (p := predictions.get(d.task)) is not None and p.alternatives and not d.overrides
+    ]
+    return (
+        "deskpilot routed this ticket. "
+        + "; ".join(parts)
+        + (". " + "; ".join(alternatives) if alternatives else "")
+    )
 
 
 def _similar(context: WorkerContext, tenant: str, task: str, text: str) -> list[dict[str, Any]] | None:
@@ -80,9 +108,24 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
         predictions[task] = prediction
         explanations[task] = _explanation(prediction, _similar(context, tenant, task, ticket.text))
     decisions = route(policy, ticket, predictions)
-    actions = plan_actions(
+    planned = plan_actions(
         policy, tenant, ticket_id, external_id, decisions, decision_key=f"{tenant}:ticket:{ticket_id}"
     )
+    action_context = {
+        "note": _note(decisions, predictions),
+        "ticket_metadata": dict(ticket.metadata),
+        "decisions": [
+            {
+                "task": d.task,
+                "label": d.label,
+                "score": round(predictions[d.task].score, 4) if d.task in predictions else None,
+                "abstained": d.abstained,
+            }
+            for d in decisions
+        ],
+        "triage": any(d.abstained for d in decisions),
+    }
+    actions = [replace(action, context=action_context) for action in planned]
 
     with database.session() as session:
         record = workflow.lock_ticket(session, ticket_id)
@@ -124,7 +167,7 @@ def deliver_action(context: WorkerContext, run: JobRun) -> None:
             raise PermanentJobError(
                 f"the routing policy of tenant {action.tenant!r} has no system {action.system!r} any more"
             )
-        client = context.client(system.connector, system.url, system.credentials)
+        client = context.client(system.connector, system.url, system.credentials, system.options)
         response = client.act(action)
     except (ActionError, PermanentJobError) as exc:
         transient = isinstance(exc, ActionError) and exc.transient

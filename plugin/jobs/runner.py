@@ -21,10 +21,11 @@ from deskpilot.errors import (
     PolicyError,
 )
 from deskpilot.store import queue
-from deskpilot.store.workflow import DELIVER_ACTION, PROCESS_TICKET, RETRAIN
+from deskpilot.store.workflow import ANSWER_QUERY, APPLY_FEEDBACK, DELIVER_ACTION, PROCESS_TICKET, RETRAIN
 
 from .base import JobRun, LeaseLost, PermanentJobError
 from .context import WorkerContext
+from .feedback import answer_query, apply_feedback
 from .pipeline import deliver_action, process_ticket
 
 logger = logging.getLogger("deskpilot.jobs")
@@ -42,6 +43,8 @@ HANDLERS: dict[str, Handler] = {
     PROCESS_TICKET: process_ticket,
     DELIVER_ACTION: deliver_action,
     RETRAIN: _retrain,
+    APPLY_FEEDBACK: apply_feedback,
+    ANSWER_QUERY: answer_query,
 }
 
 _PERMANENT = (PermanentJobError, InputDataError, PolicyError, ConfigError, NotFoundError)

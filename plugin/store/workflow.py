@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from deskpilot.errors import ConflictError, InputDataError, NotFoundError
-from deskpilot.types import Action, Prediction, RouteDecision, Ticket
+from deskpilot.types import Action, Event, Prediction, RouteDecision, Ticket
 
 from . import queue
 from .models import (
@@ -35,6 +35,8 @@ from .repositories import _insert, get_or_create_tenant, get_tenant
 PROCESS_TICKET = "process_ticket"
 DELIVER_ACTION = "deliver_action"
 RETRAIN = "retrain"
+APPLY_FEEDBACK = "apply_feedback"
+ANSWER_QUERY = "answer_query"
 MAX_DELIVERY_ID_CHARS = 200
 
 
@@ -119,48 +121,10 @@ def accept_ticket(
     fingerprint = _fingerprint(ticket)
     owner = get_or_create_tenant(session, tenant)
     source = ticket.source
-    dialect_insert = _insert(session)
-    if dialect_insert is None:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise InputDataError(f"unsupported database dialect {session.get_bind().dialect.name}")
-    inserted = session.execute(
-        dialect_insert(InboxEvent)
-        .values(
-            tenant_id=owner.id,
-            source=source,
-            delivery_id=delivery_id,
-            kind="ticket",
-            fingerprint=fingerprint,
-            replay_key=replay_key,
-            response={},
-            received_at=utcnow(),
-        )
-        .on_conflict_do_nothing()
-        .returning(InboxEvent.id)
-    ).scalar_one_or_none()
-    if inserted is None:
-        existing = session.scalars(
-            select(InboxEvent).where(
-                InboxEvent.tenant_id == owner.id,
-                InboxEvent.source == source,
-                InboxEvent.delivery_id == delivery_id,
-            )
-        ).one_or_none()
-        if existing is None:  # the conflict was on replay_key: these signed bytes came before
-            raise ConflictError(
-                "this signed request was already delivered under another delivery id; nothing was stored",
-                hint="sign every new delivery afresh (a new timestamp); retry a delivery with its own id",
-            )
-        if existing.fingerprint != fingerprint:
-            raise ConflictError(
-                f"delivery {delivery_id!r} was already used for a different ticket",
-                hint="use a new delivery id (Idempotency-Key) for a new ticket; reuse one only to retry",
-            )
-        return Accepted(
-            ticket_id=int(existing.ticket_id or 0),
-            job_id=existing.response.get("job_id"),
-            duplicate=True,
-            response=dict(existing.response),
-        )
+    claimed = _claim_delivery(session, owner.id, source, delivery_id, "ticket", fingerprint, replay_key)
+    if isinstance(claimed, Accepted):
+        return claimed
+    inserted = claimed
     record = TicketRecord(
         tenant_id=owner.id,
         source=source,
@@ -192,6 +156,142 @@ def accept_ticket(
         ticket_id=record.id,
     )
     return Accepted(ticket_id=record.id, job_id=job.id, duplicate=False, response=response)
+
+
+def _claim_delivery(
+    session: Session,
+    tenant_id: int,
+    source: str,
+    delivery_id: str,
+    kind: str,
+    fingerprint: str,
+    replay_key: str | None,
+) -> int | Accepted:
+    """The new inbox row's id, or the answer given to the first copy of this delivery."""
+    dialect_insert = _insert(session)
+    if dialect_insert is None:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise InputDataError(f"unsupported database dialect {session.get_bind().dialect.name}")
+    inserted = session.execute(
+        dialect_insert(InboxEvent)
+        .values(
+            tenant_id=tenant_id,
+            source=source,
+            delivery_id=delivery_id,
+            kind=kind,
+            fingerprint=fingerprint,
+            replay_key=replay_key,
+            response={},
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+        .returning(InboxEvent.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        return int(inserted)
+    existing = session.scalars(
+        select(InboxEvent).where(
+            InboxEvent.tenant_id == tenant_id,
+            InboxEvent.source == source,
+            InboxEvent.delivery_id == delivery_id,
+        )
+    ).one_or_none()
+    if existing is None:  # the conflict was on replay_key: these signed bytes came before
+        raise ConflictError(
+            "this signed request was already delivered under another delivery id; nothing was stored",
+            hint="sign every new delivery afresh (a new timestamp); retry a delivery with its own id",
+        )
+    if existing.fingerprint != fingerprint:
+        raise ConflictError(
+            f"delivery {delivery_id!r} was already used for a different {existing.kind}",
+            hint="use a new delivery id (Idempotency-Key) for new content; reuse one only to retry",
+        )
+    return Accepted(
+        ticket_id=int(existing.ticket_id or 0),
+        job_id=existing.response.get("job_id"),
+        duplicate=True,
+        response=dict(existing.response),
+    )
+
+
+def accept_event(
+    session: Session,
+    event: Event,
+    *,
+    actor: str,
+    max_attempts: int = 5,
+    replay_key: str | None = None,
+) -> Accepted:
+    """Store any inbound event once per delivery id, with the job that will act on it.
+
+    Tickets are processed and routed; corrections and field changes become feedback once the
+    tenant's policy has mapped them (``apply_feedback``); queries are answered (``answer_query``).
+    """
+    payload = event.payload
+    if event.kind == "ticket" and isinstance(payload, Ticket):
+        if payload.source != event.source:
+            payload = replace(payload, source=event.source)
+        return accept_ticket(
+            session,
+            event.tenant,
+            payload,
+            delivery_id=event.delivery_id,
+            actor=actor,
+            max_attempts=max_attempts,
+            replay_key=replay_key,
+        )
+    if event.kind not in ("feedback", "field_change", "query") or not is_dataclass(payload):
+        raise InputDataError(f"cannot store a {event.kind!r} event")
+    _check_delivery_id(event.delivery_id)
+    data = asdict(payload)
+    fingerprint = hashlib.sha256(
+        json.dumps({"kind": event.kind, **data}, sort_keys=True, default=str).encode("utf-8")
+    ).hexdigest()
+    owner = get_or_create_tenant(session, event.tenant)
+    claimed = _claim_delivery(
+        session, owner.id, event.source, event.delivery_id, event.kind, fingerprint, replay_key
+    )
+    if isinstance(claimed, Accepted):
+        return claimed
+    job_kind = ANSWER_QUERY if event.kind == "query" else APPLY_FEEDBACK
+    job = queue.enqueue(
+        session,
+        owner.id,
+        job_kind,
+        {"kind": event.kind, "source": event.source, "event": data},
+        max_attempts=max_attempts,
+    )
+    response = {"kind": event.kind, "job_id": job.id, "state": "received"}
+    session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.id == claimed)
+        .values(response=response)
+        .execution_options(synchronize_session=False)
+    )
+    audit(
+        session,
+        owner.id,
+        f"{event.kind}.received",
+        actor,
+        {
+            "source": event.source,
+            "delivery_id": event.delivery_id,
+            **{k: v for k, v in data.items() if k != "text"},
+        },
+    )
+    return Accepted(ticket_id=0, job_id=job.id, duplicate=False, response=response)
+
+
+def find_ticket(session: Session, tenant_id: int, source: str, external_id: str) -> TicketRecord | None:
+    """The newest ticket a system knows by ``external_id``."""
+    return session.scalars(
+        select(TicketRecord)
+        .where(
+            TicketRecord.tenant_id == tenant_id,
+            TicketRecord.source == source,
+            TicketRecord.external_id == external_id,
+        )
+        .order_by(TicketRecord.id.desc())
+    ).first()
 
 
 def _fingerprint(ticket: Ticket) -> str:
@@ -316,7 +416,7 @@ def record_decisions(
             system=action.system,
             connector=action.connector,
             kind=action.kind,
-            payload={"fields": action.fields, "external_id": action.external_id},
+            payload={"fields": action.fields, "external_id": action.external_id, "context": action.context},
             idempotency_key=action.idempotency_key,
         )
         session.add(outbox)
@@ -348,6 +448,7 @@ def action_of(session: Session, row: OutboxAction) -> Action:
         external_id=row.payload.get("external_id"),
         fields=dict(row.payload.get("fields", {})),
         idempotency_key=row.idempotency_key,
+        context=dict(row.payload.get("context", {})),
     )
 
 
@@ -464,6 +565,21 @@ def record_feedback(
         ticket_id=ticket_id,
     )
     return row
+
+
+def has_feedback(session: Session, ticket_id: int, task: str, label: str, author: str) -> bool:
+    """True when this person already gave this label for this ticket's task."""
+    found = session.scalar(
+        select(FeedbackRecord.id)
+        .where(
+            FeedbackRecord.ticket_id == ticket_id,
+            FeedbackRecord.task == task,
+            FeedbackRecord.label == label,
+            FeedbackRecord.author == author,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def feedback_rows(session: Session, tenant_id: int, task: str, *, after_id: int = 0) -> list[FeedbackRecord]:

@@ -239,9 +239,10 @@ def test_registry_knows_generic_and_names_the_known_ones() -> None:
     assert get_connector("generic").name == "generic"
     with pytest.raises(InputDataError) as unknown:
         get_connector("fax")
-    assert str(unknown.value) == "unknown connector 'fax' (known connectors: generic)"
+    assert str(unknown.value).startswith("unknown connector 'fax' (known connectors: ")
+    assert "generic" in str(unknown.value)
     with pytest.raises(
-        ConfigError, match=r"unknown connector 'fax' for actions \(known connectors: generic\)"
+        ConfigError, match=r"unknown connector 'fax' for actions \(known connectors: .*generic"
     ):
         action_client("fax", url="http://127.0.0.1:1", token=None, timeout=1)
     outbound = action_client("generic", url="http://127.0.0.1:1/api", token=None, timeout=1)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deskpilot.connectors import ExternalFeedback, get_connector
+from deskpilot.connectors import get_connector
 from deskpilot.connectors.generic import GenericConnector
 from deskpilot.connectors.generic.convert import to_event
 from deskpilot.errors import InputDataError
@@ -72,12 +72,12 @@ def test_feedback_by_external_or_own_ticket_id() -> None:
         }
     )
     assert by_external.kind == "feedback"
-    assert by_external.payload == ExternalFeedback(task="intent", label="net", author="bo", external_id="T-1")
+    assert by_external.payload == Feedback(task="intent", label="net", author="bo", external_id="T-1")
     by_id = event(
         {"type": "feedback", "feedback": {"ticket_id": 7, "task": "t", "label": "l", "author": "a"}}
     )
     assert isinstance(by_id.payload, Feedback)
-    assert by_id.payload == ExternalFeedback(task="t", label="l", author="a", ticket_id=7)
+    assert by_id.payload == Feedback(task="t", label="l", author="a", ticket_id=7)
 
 
 @pytest.mark.parametrize(

@@ -139,10 +139,10 @@ CASES = {
         ["p.yaml:1: triage: required field is missing"],
     ),
     "bad-url-and-connector": (
-        GOOD.replace("connector: generic", "connector: helpscout").replace("http://127", "ftp://127"),
+        GOOD.replace("connector: generic", "connector: Help Scout").replace("http://127", "ftp://127"),
         [
-            "p.yaml:3: systems.helpdesk.connector: input should be 'generic', 'slack', 'jira', 'zendesk', "
-            "'servicenow', 'erpnext' or 'odoo' (got 'helpscout')",
+            "p.yaml:3: systems.helpdesk.connector: 'Help Scout' is no connector name "
+            "(lowercase letters, digits, '-' or '_')",
             "p.yaml:4: systems.helpdesk.url: must be an http:// or https:// URL",
         ],
     ),
@@ -179,7 +179,7 @@ def test_each_problem_names_its_line(case: str) -> None:
 
 def test_every_problem_is_listed_in_line_order() -> None:
     text = (
-        GOOD.replace("connector: generic", "connector: helpscout")
+        GOOD.replace("connector: generic", "connector: Help Scout")
         .replace("{system: helpdesk, queue: billing", "{system: helpdsk, queue: billing")
         .replace("  queue: triage", "  queue: triage\n  queu: x")
     )

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from deskpilot.gateway.routes import adapters, classify, feedback, health, jobs, tickets, webhooks
+from deskpilot.gateway.routes import (
+    adapters,
+    classify,
+    connector_webhooks,
+    feedback,
+    health,
+    jobs,
+    tickets,
+    webhooks,
+)
 
 routers = (
     health.router,
     classify.router,
     adapters.router,
     tickets.router,
-    webhooks.router,
+    webhooks.router,  # before connector_webhooks: /webhooks/{tenant}/generic/{source} is its own
+    connector_webhooks.router,
     feedback.router,
     jobs.router,
 )

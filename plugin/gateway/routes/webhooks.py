@@ -113,7 +113,8 @@ async def generic_webhook(
     connector = get_connector("generic")
     connector.verify(request.headers, raw, secret=secret, tolerance_s=settings.webhook_tolerance_s)
     await require_json_body(request)  # after the signature: strangers learn nothing but 401
-    event = connector.to_event(tenant, source, request.headers, raw)
+    inbound = connector.parse(tenant, source, request.headers, raw, {})
+    event = inbound.events[0]
     if event.kind != "ticket" or not isinstance(event.payload, Ticket):
         raise InputDataError(
             f'"type": "{event.kind}" deliveries are not accepted on this webhook; nothing was stored',
