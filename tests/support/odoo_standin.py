@@ -1,0 +1,732 @@
+"""A real HTTP server on a free loopback port that plays Odoo 17-19 for tests.
+
+Not a mock of our client: requests go through sockets and are answered with Odoo's shapes.
+
+    POST /json/2/<model>/<method>   Odoo 19+ (``version >= 19``): ``Authorization: bearer <key>``,
+                                    optional ``X-Odoo-Database``; body ``{"ids": [...], **params}``;
+                                    200 with the method's JSON result (a recordset as its ids);
+                                    errors 4xx/5xx ``{"name", "message", "arguments", "context",
+                                    "debug"}``: 401 bad key, 403 AccessError, 404 unknown model or
+                                    method and MissingError, 422 UserError/ValidationError and bad
+                                    parameters, 500 anything else (e.g. ValueError)
+    POST /jsonrpc                   Odoo 17+: ``common.authenticate``, ``common.version``,
+                                    ``object.execute_kw``; errors as HTTP 200 ``{"error": {"code":
+                                    200, "message": "Odoo Server Error", "data": {"name", ...}}}``
+
+Before 19, ``/json/2/...`` is werkzeug's HTML 404, as on a real Odoo 17.
+
+Models: ``helpdesk.ticket`` (name, description, partner_email, team_id, user_id, priority
+'0'-'3', tag_ids, create/write date and uid), ``helpdesk.team``, ``helpdesk.tag``,
+``res.users`` and ``mail.message``. Methods: ``write``, ``read``, ``search_read``,
+``search_count``, ``message_post``. Domains: lists of ``[field, op, value]`` leaves (implicit
+AND) with ``=``, ``!=``, ``in``, ``not in``, ``like``, ``ilike`` (``%``/``_`` wildcards).
+
+Odoo itself uses neither 409 nor 412; concurrent writes surface as a serialization failure,
+injected with ``fail_next_error(1, "psycopg2.errors.SerializationFailure", ...)``.
+
+To play the people and Odoo's automation rule: ``create_ticket(...)`` and ``human_write(...)``
+change records as a person would, and ``webhook_payload(model, id, fields)`` gives the exact
+bytes Odoo's *Send Webhook Notification* posts (``ir.actions.server._run_action_webhook``).
+Use: ``from support.odoo_standin import OdooStandin``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import inspect
+import json
+import re
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+_JSON2 = re.compile(r"/json/2/([^/]+)/([^/]+)")
+HTML_404 = (
+    "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n"
+    "<p>The requested URL was not found on the server.</p>\n"
+)
+STATUS_OF = {
+    "odoo.exceptions.AccessDenied": 401,
+    "odoo.exceptions.AccessError": 403,
+    "odoo.exceptions.MissingError": 404,
+    "odoo.exceptions.UserError": 422,
+    "odoo.exceptions.ValidationError": 422,
+}
+REASONS = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 422: "UnprocessableEntity"}
+
+# field -> (type, comodel or selection keys)
+FIELDS: dict[str, dict[str, tuple[str, Any]]] = {
+    "helpdesk.ticket": {
+        "id": ("integer", None),
+        "name": ("char", None),
+        "description": ("html", None),
+        "partner_email": ("char", None),
+        "team_id": ("many2one", "helpdesk.team"),
+        "user_id": ("many2one", "res.users"),
+        "priority": ("selection", ("0", "1", "2", "3")),
+        "tag_ids": ("many2many", "helpdesk.tag"),
+        "create_date": ("datetime", None),
+        "write_date": ("datetime", None),
+        "create_uid": ("many2one", "res.users"),
+        "write_uid": ("many2one", "res.users"),
+    },
+    "helpdesk.team": {"id": ("integer", None), "name": ("char", None)},
+    "helpdesk.tag": {"id": ("integer", None), "name": ("char", None)},
+    "res.users": {"id": ("integer", None), "name": ("char", None), "login": ("char", None)},
+    "mail.message": {
+        "id": ("integer", None),
+        "model": ("char", None),
+        "res_id": ("integer", None),
+        "body": ("html", None),
+        "message_type": ("char", None),
+        "subtype_xmlid": ("char", None),
+        "author_uid": ("integer", None),
+    },
+}
+READONLY = frozenset({"id", "create_date", "write_date", "create_uid", "write_uid"})
+
+
+class OdooError(Exception):
+    """An exception raised "inside Odoo"; ``name`` is its fully qualified class name."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Records:
+    """A recordset returned by a method: JSON-2 answers its ids, JSON-RPC an id if ``single``."""
+
+    ids: tuple[int, ...]
+    single: bool = False
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+@dataclass(frozen=True)
+class SeenCall:
+    api: str  # "json2" or "jsonrpc"
+    model: str
+    method: str
+    ids: tuple[int, ...]
+    params: dict[str, Any]
+    uid: int
+    error: str | None = None
+
+
+@dataclass
+class _Fault:
+    status: int
+    retry_after: float | str | None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() joins handler threads: nothing outlives the test
+    block_on_close = True
+    standin: OdooStandin
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
+class OdooStandin:
+    """Thread-safe stand-in Odoo with one database. The API key belongs to user ``uid``."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "odoo-api-key",
+        uid: int = 7,
+        login: str = "deskpilot-bot",
+        database: str = "acme",
+        other_databases: tuple[str, ...] = (),
+        version: int = 19,
+        delay_s: float = 0.0,
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.uid = uid
+        self.database = database
+        self.other_databases = other_databases  # when set, JSON-2 needs X-Odoo-Database
+        self.version = version
+        self.delay_s = delay_s
+        self.requests: list[SeenRequest] = []
+        self.calls: list[SeenCall] = []
+        self.records: dict[str, dict[int, dict[str, Any]]] = {model: {} for model in FIELDS}
+        self._keys = {api_key: uid}
+        self._port = port
+        self._lock = threading.RLock()
+        self._faults: deque[_Fault] = deque()
+        self._errors: deque[OdooError] = deque()
+        self._clock = datetime(2024, 5, 2, 10, 15, 42)
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.add("res.users", 2, name="Mitchell Admin", login="admin")
+        self.add("res.users", uid, name="deskpilot", login=login)
+
+    # lifecycle -------------------------------------------------------------------------
+    def start(self) -> OdooStandin:
+        if self._server is not None:
+            raise RuntimeError("stand-in Odoo already started")
+        self._stopping.clear()
+        server = _Server(("127.0.0.1", self._port), _Handler)
+        server.standin = self
+        self._server = server
+        self._port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="odoo-standin", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> OdooStandin:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("stand-in Odoo not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    # test controls ---------------------------------------------------------------------
+    def fail_next(self, n: int, status: int = 503, retry_after: float | str | None = None) -> None:
+        """The next ``n`` POSTs answer ``status`` (``Retry-After`` when given) and change nothing."""
+        with self._lock:
+            self._faults.extend(_Fault(status, retry_after) for _ in range(n))
+
+    def fail_next_error(self, n: int, name: str, message: str) -> None:
+        """The next ``n`` ORM calls raise the Odoo exception ``name`` (after authentication)."""
+        with self._lock:
+            self._errors.extend(OdooError(name, message) for _ in range(n))
+
+    def add_user(self, uid: int, login: str, *, api_key: str | None = None) -> None:
+        with self._lock:
+            self.add("res.users", uid, name=login.title(), login=login)
+            if api_key is not None:
+                self._keys[api_key] = uid
+
+    def add(self, model: str, record_id: int, **values: Any) -> None:
+        """Put a record in place as it is (no write_date, no checks): teams, tags, users."""
+        with self._lock:
+            self.records[model][record_id] = {"id": record_id, **values}
+
+    def create_ticket(
+        self, name: str, description: str | bool = False, partner_email: str | bool = False, **values: Any
+    ) -> int:
+        """A ticket created by a person (user 2) or the mail gateway: create_date == write_date."""
+        with self._lock:
+            stamp = self._tick()
+            record_id = max(self.records["helpdesk.ticket"], default=41) + 1
+            record = {field: _empty(kind) for field, (kind, _) in FIELDS["helpdesk.ticket"].items()}
+            record.update(
+                id=record_id,
+                name=name,
+                description=description,
+                partner_email=partner_email,
+                priority="0",
+                create_date=stamp,
+                write_date=stamp,
+                create_uid=2,
+                write_uid=2,
+            )
+            self.records["helpdesk.ticket"][record_id] = record
+            if values:
+                self._write("helpdesk.ticket", [record_id], values, uid=2, stamp=stamp)
+            return record_id
+
+    def human_write(self, model: str, record_id: int, *, uid: int = 2, **values: Any) -> None:
+        """A person saves a change in the form view."""
+        with self._lock:
+            self._write(model, [record_id], values, uid=uid)
+
+    def webhook_payload(
+        self, model: str, record_id: int, fields: list[str], *, action: str = "deskpilot", action_id: int = 12
+    ) -> bytes:
+        """The body of Odoo's Send Webhook Notification for this record, byte for byte."""
+        with self._lock:
+            values: dict[str, Any] = {"_model": model, "_id": record_id, "_action": f"{action}(#{action_id})"}
+            values.update(self._read(model, [record_id], fields)[0])
+        return json.dumps(values, sort_keys=True, default=str).encode()
+
+    def ticket(self, record_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            found = self.records["helpdesk.ticket"].get(record_id)
+            return dict(found) if found is not None else None
+
+    def notes(self, model: str, record_id: int) -> list[str]:
+        """Bodies of the messages posted on a record, oldest first."""
+        with self._lock:
+            return [
+                m["body"]
+                for m in sorted(self.records["mail.message"].values(), key=lambda m: m["id"])
+                if m["model"] == model and m["res_id"] == record_id
+            ]
+
+    def call_names(self) -> list[str]:
+        with self._lock:
+            return [f"{c.model}.{c.method}" for c in self.calls]
+
+    # ORM ---------------------------------------------------------------------------------
+    def _tick(self) -> datetime:
+        self._clock += timedelta(seconds=1)
+        return self._clock
+
+    def _model(self, model: str) -> dict[str, tuple[str, Any]]:
+        spec = FIELDS.get(model)
+        if spec is None:
+            raise OdooError("builtins.KeyError", model)
+        return spec
+
+    def _existing(self, model: str, ids: list[int]) -> list[dict[str, Any]]:
+        table = self.records[model]
+        missing = [i for i in ids if i not in table]
+        if missing:
+            raise OdooError(
+                "odoo.exceptions.MissingError",
+                "Record does not exist or has been deleted.\n"
+                f"(Record: {model}({missing[0]},), User: {self.uid})",
+            )
+        return [table[i] for i in ids]
+
+    def _write(
+        self, model: str, ids: list[int], vals: Any, *, uid: int, stamp: datetime | None = None
+    ) -> bool:
+        spec = self._model(model)
+        if not isinstance(vals, dict):
+            raise OdooError("builtins.TypeError", "write() argument vals must be a dict")
+        records = self._existing(model, ids)
+        clean: dict[str, Any] = {}
+        for name, value in vals.items():
+            if name not in spec or name in READONLY:
+                raise OdooError("builtins.ValueError", f"Invalid field {name!r} on model {model!r}")
+            kind, extra = spec[name]
+            clean[name] = self._convert(model, name, kind, extra, value)
+        stamp = stamp or self._tick()
+        for record in records:
+            for name, value in clean.items():
+                if FIELDS[model][name][0] == "many2many":
+                    record[name] = _apply_commands(record.get(name) or [], value)
+                else:
+                    record[name] = value
+            if "write_date" in spec:
+                record.update(write_date=stamp, write_uid=uid)
+        return True
+
+    def _convert(self, model: str, name: str, kind: str, extra: Any, value: Any) -> Any:
+        if kind == "many2one":
+            if value is False:
+                return False
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise OdooError("builtins.TypeError", f"{model}.{name}: expected a record id, got {value!r}")
+            if value not in self.records[extra]:
+                raise OdooError(
+                    "odoo.exceptions.ValidationError",
+                    f"The operation cannot be completed: {model}.{name} refers to a missing {extra} "
+                    f"record ({value})",
+                )
+            return value
+        if kind == "many2many":
+            if not isinstance(value, list) or not all(isinstance(c, list) and c for c in value):
+                raise OdooError("builtins.ValueError", f"{model}.{name}: expected a list of commands")
+            for command in value:
+                if command[0] in (3, 4) and command[1] not in self.records[extra]:
+                    raise OdooError(
+                        "odoo.exceptions.ValidationError",
+                        f"The operation cannot be completed: {extra} record {command[1]} does not exist",
+                    )
+            return value
+        if kind == "selection":
+            if value is not False and value not in extra:
+                raise OdooError("builtins.ValueError", f"Wrong value for {model}.{name}: {value!r}")
+            return value
+        if value is not False and not isinstance(value, str | int):
+            raise OdooError("builtins.ValueError", f"{model}.{name}: {value!r} is not a {kind}")
+        return value
+
+    def _read(self, model: str, ids: list[int], fields: list[str] | None) -> list[dict[str, Any]]:
+        spec = self._model(model)
+        names = [f for f in (fields or list(spec)) if f != "id"]
+        unknown = [f for f in names if f not in spec]
+        if unknown:
+            raise OdooError("builtins.ValueError", f"Invalid field {unknown[0]!r} on model {model!r}")
+        out = []
+        for record in self._existing(model, ids):
+            row = {"id": record["id"]}
+            for name in names:
+                row[name] = record.get(name, _empty(spec[name][0]))
+            out.append(row)
+        return out
+
+    def _search(self, model: str, domain: Any) -> list[int]:
+        spec = self._model(model)
+        if domain is None:
+            domain = []
+        if not isinstance(domain, list):
+            raise OdooError("builtins.ValueError", f"Invalid domain: {domain!r}")
+        tests: list[Callable[[dict[str, Any]], bool]] = []
+        for leaf in domain:
+            if leaf == "&":
+                continue
+            if not isinstance(leaf, list | tuple) or len(leaf) != 3 or leaf[0] not in spec:
+                raise OdooError("builtins.ValueError", f"Invalid leaf {leaf!r}")
+            tests.append(_leaf(*leaf))
+        table = self.records[model]
+        return [i for i in sorted(table) if all(test(table[i]) for test in tests)]
+
+    # methods: (records' ids, keyword parameters); each may raise OdooError
+    def _m_write(self, model: str, ids: list[int], uid: int, vals: Any) -> Any:
+        return self._write(model, ids, vals, uid=uid)
+
+    def _m_read(self, model: str, ids: list[int], uid: int, fields: Any = None, load: Any = None) -> Any:
+        return self._read(model, ids, fields)
+
+    def _m_search_read(
+        self,
+        model: str,
+        ids: list[int],
+        uid: int,
+        domain: Any = None,
+        fields: Any = None,
+        offset: int = 0,
+        limit: int | None = None,
+        order: str | None = None,
+    ) -> Any:
+        found = self._search(model, domain)[offset:]
+        return self._read(model, found[:limit] if limit else found, fields)
+
+    def _m_search_count(
+        self, model: str, ids: list[int], uid: int, domain: Any = None, limit: Any = None
+    ) -> Any:
+        return len(self._search(model, domain))
+
+    def _m_message_post(
+        self,
+        model: str,
+        ids: list[int],
+        uid: int,
+        body: str = "",
+        message_type: str = "notification",
+        subtype_xmlid: str | None = None,
+        subject: str | None = None,
+        partner_ids: Any = None,
+        attachment_ids: Any = None,
+        body_is_html: bool = False,
+    ) -> Any:
+        if len(ids) != 1:
+            raise OdooError("builtins.ValueError", f"Expected singleton: {model}{tuple(ids)}")
+        self._existing(model, ids)
+        if model == "mail.message" or "write_date" not in FIELDS[model]:
+            raise OdooError("builtins.AttributeError", f"{model!r} object has no attribute 'message_post'")
+        messages = self.records["mail.message"]
+        message_id = max(messages, default=100) + 1
+        stored = body if body_is_html else html.escape(body, quote=False).replace("\n", "<br>")
+        messages[message_id] = {
+            "id": message_id,
+            "model": model,
+            "res_id": ids[0],
+            "body": f"<p>{stored}</p>",
+            "message_type": message_type,
+            "subtype_xmlid": subtype_xmlid,
+            "author_uid": uid,
+        }
+        return Records((message_id,), single=True)
+
+    MODEL_METHODS = frozenset({"search_read", "search_count"})  # @api.model: no ids
+
+    def invoke(
+        self,
+        api: str,
+        model: str,
+        method: str,
+        ids: list[int],
+        args: list[Any],
+        params: dict[str, Any],
+        uid: int,
+    ) -> Any:
+        """Run one method as Odoo's dispatchers do (called from handler threads)."""
+        with self._lock:
+            error: str | None = None
+            try:
+                if self._errors:
+                    raise self._errors.popleft()
+                if model not in FIELDS:
+                    raise OdooError("builtins.KeyError", model)
+                func = getattr(self, f"_m_{method}", None)
+                if func is None or method.startswith("_"):
+                    raise OdooError(
+                        "builtins.AttributeError",
+                        f"The method '{method}' does not exist on the model '{model}'",
+                    )
+                if method in self.MODEL_METHODS and ids and api == "json2":
+                    raise OdooError(
+                        "werkzeug.exceptions.UnprocessableEntity", f"cannot call {model}.{method} with ids"
+                    )
+                try:
+                    inspect.signature(func).bind(model, ids, uid, *args, **params)
+                except TypeError as exc:
+                    raise OdooError("builtins.TypeError", str(exc)) from None
+                return func(model, ids, uid, *args, **params)
+            except OdooError as exc:
+                error = exc.name
+                raise
+            finally:
+                self.calls.append(SeenCall(api, model, method, tuple(ids), dict(params), uid, error))
+
+    def user_of(self, key: str) -> int | None:
+        for known, uid in self._keys.items():
+            if hmac.compare_digest(known.encode(), key.encode()):
+                return uid
+        return None
+
+    def _record(self, seen: SeenRequest) -> None:
+        with self._lock:
+            self.requests.append(seen)
+
+    def _next_fault(self) -> _Fault | None:
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+
+def _empty(kind: str) -> Any:
+    return [] if kind == "many2many" else False
+
+
+def _apply_commands(current: list[int], commands: list[list[Any]]) -> list[int]:
+    ids = list(current)
+    for command in commands:
+        if command[0] == 4 and command[1] not in ids:
+            ids.append(command[1])
+        elif command[0] == 3 and command[1] in ids:
+            ids.remove(command[1])
+        elif command[0] == 6:
+            ids = list(command[2])
+        elif command[0] == 5:
+            ids = []
+    return ids
+
+
+def _like(pattern: str, *, insensitive: bool) -> re.Pattern[str]:
+    parts = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in str(pattern)]
+    return re.compile("".join(parts), re.S | (re.I if insensitive else 0))
+
+
+def _leaf(name: str, op: str, value: Any) -> Callable[[dict[str, Any]], bool]:
+    if op == "=":
+        return lambda r: r.get(name) == value
+    if op == "!=":
+        return lambda r: r.get(name) != value
+    if op in ("in", "not in"):
+        inside = op == "in"
+        return lambda r: (r.get(name) in value) is inside
+    if op in ("like", "ilike"):
+        pattern = _like(value, insensitive=op == "ilike")
+        return lambda r: isinstance(r.get(name), str) and pattern.search(r[name]) is not None
+    raise OdooError("builtins.ValueError", f"Invalid operator {op!r}")
+
+
+def _error_body(name: str, message: str, *args: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "message": message,
+        "arguments": [message, *args],
+        "context": {},
+        "debug": f"Traceback (most recent call last):\n  ...\n{name}: {message}\n",
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 10
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    _reply: tuple[int, bytes, str, dict[str, str]] | None = None
+
+    def _send(self, status: int, raw: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
+        """Hold the reply: the request is recorded first, so a test that got it sees it recorded."""
+        self._reply = (status, raw, content_type, dict(extra or {}))
+
+    def _flush(self) -> None:
+        if self._reply is None:
+            return
+        status, raw, content_type, extra = self._reply
+        self._reply = None
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(raw)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _json(self, status: int, body: Any, extra: dict[str, str] | None = None) -> int:
+        self._send(status, json.dumps(body).encode(), "application/json; charset=utf-8", extra)
+        return status
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.standin._record(SeenRequest("GET", path, headers, b"", 404))
+        self._send(404, HTML_404.encode(), "text/html; charset=utf-8")
+        self._flush()
+
+    def do_POST(self) -> None:
+        standin = self.server.standin
+        path = urlsplit(self.path).path
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(headers.get("content-length", "0") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            self.close_connection = True
+            return
+        if standin.delay_s > 0 and standin._stopping.wait(standin.delay_s):
+            return
+        status = self._route(path, headers, body)
+        standin._record(SeenRequest("POST", path, headers, body, status))
+        self._flush()
+
+    def _route(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        standin = self.server.standin
+        fault = standin._next_fault()
+        if fault is not None:
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return self._json(
+                fault.status,
+                _error_body("werkzeug.exceptions.HTTPException", f"injected {fault.status}"),
+                extra,
+            )
+        match = _JSON2.fullmatch(path)
+        if match is not None and standin.version >= 19:
+            return self._json2(unquote(match.group(1)), unquote(match.group(2)), headers, body)
+        if path == "/jsonrpc":
+            return self._jsonrpc(body)
+        self._send(404, HTML_404.encode(), "text/html; charset=utf-8")
+        return 404
+
+    # JSON-2 ------------------------------------------------------------------------------
+    def _json2(self, model: str, method: str, headers: dict[str, str], body: bytes) -> int:
+        standin = self.server.standin
+        database = headers.get("x-odoo-database")
+        known = (standin.database, *standin.other_databases)
+        if (database is not None and database not in known) or (database is None and standin.other_databases):
+            return self._json(404, _error_body("werkzeug.exceptions.NotFound", "database not found"))
+        scheme, _, key = headers.get("authorization", "").partition(" ")
+        uid = standin.user_of(key) if scheme.lower() == "bearer" and key else None
+        if uid is None:
+            return self._json(401, _error_body("werkzeug.exceptions.Unauthorized", "Invalid apikey", 401))
+        try:
+            params = json.loads(body) if body else {}
+        except ValueError as exc:
+            return self._json(
+                400, _error_body("werkzeug.exceptions.BadRequest", f"could not parse the body as json: {exc}")
+            )
+        if not isinstance(params, dict):
+            return self._json(
+                400,
+                _error_body(
+                    "werkzeug.exceptions.BadRequest", "could not parse the body, expecting a json object"
+                ),
+            )
+        ids = params.pop("ids", [])
+        params.pop("context", None)
+        try:
+            result = standin.invoke("json2", model, method, list(ids), [], params, uid)
+        except OdooError as exc:
+            if exc.name == "builtins.KeyError":
+                return self._json(
+                    404, _error_body("werkzeug.exceptions.NotFound", f"the model {model!r} does not exist")
+                )
+            if exc.name == "builtins.AttributeError":
+                return self._json(404, _error_body("werkzeug.exceptions.NotFound", exc.message))
+            if exc.name in ("builtins.TypeError", "werkzeug.exceptions.UnprocessableEntity"):
+                return self._json(422, _error_body("werkzeug.exceptions.UnprocessableEntity", exc.message))
+            return self._json(STATUS_OF.get(exc.name, 500), _error_body(exc.name, exc.message))
+        if isinstance(result, Records):
+            result = list(result.ids)
+        return self._json(200, result)
+
+    # JSON-RPC ----------------------------------------------------------------------------
+    def _jsonrpc(self, body: bytes) -> int:
+        try:
+            request = json.loads(body)
+            params = request["params"]
+            service, method, args = params["service"], params["method"], list(params["args"])
+        except (ValueError, KeyError, TypeError):
+            return self._json(
+                400, {"jsonrpc": "2.0", "id": None, "error": {"code": 400, "message": "Bad Request"}}
+            )
+        request_id = request.get("id")
+        try:
+            result = self._service(service, method, args)
+        except OdooError as exc:
+            data = _error_body(exc.name, exc.message)
+            error = {"code": 200, "message": "Odoo Server Error", "data": data}
+            return self._json(200, {"jsonrpc": "2.0", "id": request_id, "error": error})
+        if isinstance(result, Records):
+            result = result.ids[0] if result.single else list(result.ids)
+        return self._json(200, {"jsonrpc": "2.0", "id": request_id, "result": result})
+
+    def _service(self, service: str, method: str, args: list[Any]) -> Any:
+        standin = self.server.standin
+        if service == "common" and method == "version":
+            return {"server_version": f"{standin.version}.0", "protocol_version": 1}
+        if service == "common" and method == "authenticate":
+            database, login, key = args[0], args[1], args[2]
+            self._check_database(database)
+            uid = standin.user_of(str(key))
+            user = standin.records["res.users"].get(uid or 0)
+            return uid if user is not None and user.get("login") == login else False
+        if service == "object" and method == "execute_kw":
+            database, uid, key, model, name = args[:5]
+            positional = list(args[5]) if len(args) > 5 else []
+            kwargs = dict(args[6]) if len(args) > 6 else {}
+            self._check_database(database)
+            if standin.user_of(str(key)) != uid:
+                raise OdooError("odoo.exceptions.AccessDenied", "Access Denied")
+            ids: list[int] = []
+            if name not in standin.MODEL_METHODS and positional:
+                first = positional.pop(0)
+                ids = [first] if isinstance(first, int) else list(first)
+            return standin.invoke("jsonrpc", model, name, ids, positional, kwargs, uid)
+        raise OdooError("builtins.NameError", f"{service}.{method} is not a known RPC method")
+
+    def _check_database(self, database: Any) -> None:
+        standin = self.server.standin
+        if database not in (standin.database, *standin.other_databases):
+            raise OdooError(
+                "psycopg2.OperationalError",
+                'connection to server at "localhost", port 5432 failed: '
+                f'FATAL:  database "{database}" does not exist',
+            )
