@@ -161,6 +161,23 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return values.pop() if values else None
 
 
+def client_factory(make: Callable[..., ActionClient]) -> ClientFactory:
+    """The :class:`ClientFactory` of a client built as ``make(url, token, timeout, options=options)``:
+    most connectors' (the webhook secret is an inbound matter)."""
+
+    def factory(
+        *,
+        url: str,
+        token: str | None,
+        timeout: float,
+        secret: str | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> ActionClient:
+        return make(url, token, timeout, options=options)
+
+    return factory
+
+
 def register(
     name: str,
     *,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, register
+from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, client_factory, register
 from deskpilot.connectors.erpnext import convert, verify
 from deskpilot.connectors.erpnext.client import ErpnextClient
 from deskpilot.connectors.erpnext.verify import sign
@@ -45,17 +45,6 @@ class ErpnextConnector:
         return convert.parse(tenant, body, options)
 
 
-def _client(
-    *,
-    url: str,
-    token: str | None,
-    timeout: float,
-    secret: str | None = None,
-    options: Mapping[str, str] | None = None,
-) -> ErpnextClient:
-    return ErpnextClient(url, token, timeout, options)
-
-
 INFO = ConnectorInfo(
     name="erpnext",
     title="ERPNext / Frappe (Issue doctype)",
@@ -66,4 +55,4 @@ INFO = ConnectorInfo(
     docs="docs/connectors/erpnext.md",
 )
 
-register("erpnext", connector=ErpnextConnector, client=_client, info=INFO)
+register("erpnext", connector=ErpnextConnector, client=client_factory(ErpnextClient), info=INFO)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, register
+from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, client_factory, register
 from deskpilot.connectors.jira import convert, verify
 from deskpilot.connectors.jira.client import JiraClient
 from deskpilot.connectors.jira.verify import sign
@@ -47,17 +47,6 @@ class JiraConnector:
         return convert.parse(tenant, headers, body, options)
 
 
-def _client(
-    *,
-    url: str,
-    token: str | None,
-    timeout: float,
-    secret: str | None = None,
-    options: Mapping[str, str] | None = None,
-) -> JiraClient:
-    return JiraClient(url, token, timeout, options)
-
-
 INFO = ConnectorInfo(
     name="jira",
     title="Jira Cloud",
@@ -69,4 +58,4 @@ INFO = ConnectorInfo(
     docs="docs/connectors/jira.md",
 )
 
-register("jira", connector=JiraConnector, client=_client, info=INFO)
+register("jira", connector=JiraConnector, client=client_factory(JiraClient), info=INFO)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, register
+from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, client_factory, register
 from deskpilot.connectors.servicenow import convert, verify
 from deskpilot.connectors.servicenow.client import ServiceNowClient
 from deskpilot.connectors.servicenow.options import ServiceNowOptions
@@ -51,17 +51,6 @@ class ServiceNowConnector:
         return convert.parse(tenant, body, ServiceNowOptions.from_mapping(options))
 
 
-def _client(
-    *,
-    url: str,
-    token: str | None,
-    timeout: float,
-    secret: str | None = None,
-    options: Mapping[str, str] | None = None,
-) -> ServiceNowClient:
-    return ServiceNowClient(url, token, timeout, options=options)
-
-
 INFO = ConnectorInfo(
     name="servicenow",
     title="ServiceNow (Business Rule webhook + Table API)",
@@ -73,4 +62,4 @@ INFO = ConnectorInfo(
     docs="docs/connectors/servicenow.md",
 )
 
-register("servicenow", connector=ServiceNowConnector, client=_client, info=INFO)
+register("servicenow", connector=ServiceNowConnector, client=client_factory(ServiceNowClient), info=INFO)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, register
+from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, client_factory, register
 from deskpilot.connectors.slack import convert, verify
 from deskpilot.connectors.slack.client import SlackClient
 from deskpilot.connectors.slack.options import SlackOptions
@@ -47,17 +47,6 @@ class SlackConnector:
         return convert.parse(tenant, route, body, options)
 
 
-def _client(
-    *,
-    url: str,
-    token: str | None,
-    timeout: float,
-    secret: str | None = None,
-    options: Mapping[str, str] | None = None,
-) -> SlackClient:
-    return SlackClient(url, token, timeout, options)
-
-
 INFO = ConnectorInfo(
     name="slack",
     title="Slack (Events API, slash command, interactivity)",
@@ -69,4 +58,4 @@ INFO = ConnectorInfo(
     docs="docs/connectors/slack.md",
 )
 
-register("slack", connector=SlackConnector, client=_client, info=INFO)
+register("slack", connector=SlackConnector, client=client_factory(SlackClient), info=INFO)

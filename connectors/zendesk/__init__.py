@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, register
+from deskpilot.connectors.base import DEFAULT_TOLERANCE_S, ConnectorInfo, Inbound, client_factory, register
 from deskpilot.connectors.zendesk import convert, verify
 from deskpilot.connectors.zendesk.client import ZendeskClient
 from deskpilot.connectors.zendesk.verify import sign
@@ -50,17 +50,6 @@ class ZendeskConnector:
         return convert.parse(tenant, body, options)
 
 
-def _client(
-    *,
-    url: str,
-    token: str | None,
-    timeout: float,
-    secret: str | None = None,
-    options: Mapping[str, str] | None = None,
-) -> ZendeskClient:
-    return ZendeskClient(url, token, timeout, options=options)
-
-
 INFO = ConnectorInfo(
     name="zendesk",
     title="Zendesk Support",
@@ -72,4 +61,4 @@ INFO = ConnectorInfo(
     docs="docs/connectors/zendesk.md",
 )
 
-register("zendesk", connector=ZendeskConnector, client=_client, info=INFO)
+register("zendesk", connector=ZendeskConnector, client=client_factory(ZendeskClient), info=INFO)

@@ -6,23 +6,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from support.helpdesk_standin import HelpdeskStandin
+from support.workflow_harness import KeywordPredictor, Keywords, Workflow, run_workflow
 
-from deskpilot.config import Settings
 from deskpilot.connectors import base
-from deskpilot.gateway.app import create_app
-from deskpilot.jobs.context import WorkerContext
-from deskpilot.jobs.runner import run_one
-from deskpilot.policy import PolicyStore
-from deskpilot.store import Database
-from deskpilot.store.models import FeedbackRecord, JobRecord
-from deskpilot.types import AdapterSummary, Alternative, Prediction
+from deskpilot.store.models import JobRecord
 
 POLICY = """\
 systems:
@@ -36,30 +29,8 @@ triage: {{system: desk, group: g-triage}}
 """
 
 
-class Keyword:
-    """Billing when the text says invoice, shipping otherwise; sure of it."""
-
-    def predict(
-        self,
-        tenant: str,
-        task: str,
-        texts: Sequence[str],
-        *,
-        version: str | None = None,
-        abstain: bool = True,
-    ) -> list[Prediction]:
-        out = []
-        for text in texts:
-            label = "billing" if "invoice" in text.lower() else "shipping"
-            other = "shipping" if label == "billing" else "billing"
-            out.append(Prediction(label, 0.95, False, (Alternative(other, 0.05),), task, "v1", 0.5))
-        return out
-
-    def adapters(self, tenant: str) -> list[AdapterSummary]:
-        return []
-
-    def ready(self) -> bool:
-        return True
+# billing when the text says invoice, shipping otherwise; sure of it
+QUEUE = Keywords({"invoice": "billing"}, "shipping", ("billing", "shipping"), hit=0.95, miss=0.95)
 
 
 @pytest.fixture
@@ -81,32 +52,25 @@ def plugin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         registry.pop("fakedesk", None)
 
 
-def test_a_plugin_connector_routes_and_learns_from_a_change(plugin: None, tmp_path: Path) -> None:
-    settings = Settings(
-        env="test",
-        home=tmp_path,
-        workers=0,
-        webhook_secrets={"acme/fakedesk": "tok"},  # type: ignore[dict-item]
-        connector_secrets={"desk": "t"},  # type: ignore[dict-item]
-    )
-    database = Database(settings.db_url)
-    database.migrate()
-    predictor = Keyword()
-    context = WorkerContext.build(settings, database, predictor=predictor)
-    assert "fakedesk" in base.known_connectors()
-
-    def run_jobs() -> None:
-        while run_one(context, "test-worker") is not None:
-            pass
-
+def test_a_plugin_connector_routes_and_learns_from_a_change(
+    plugin: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with (
         HelpdeskStandin(token="t") as desk,
-        TestClient(create_app(settings, predictor=predictor, database=database)) as client,
+        run_workflow(
+            tmp_path,
+            monkeypatch,
+            KeywordPredictor({"queue": QUEUE}),
+            make=Workflow,
+            policy=POLICY.format(url=desk.url),
+            webhook_secrets={"acme/fakedesk": "tok"},
+            connector_secrets={"desk": "t"},
+        ) as flow,
     ):
-        PolicyStore(settings.policies_dir).put("acme", POLICY.format(url=desk.url))
+        assert "fakedesk" in base.known_connectors()
 
         def post(payload: dict[str, object], token: str = "tok") -> object:
-            return client.post(
+            return flow.http.post(
                 "/webhooks/acme/fakedesk", content=json.dumps(payload), headers={"X-Fakedesk-Token": token}
             )
 
@@ -122,7 +86,7 @@ def test_a_plugin_connector_routes_and_learns_from_a_change(plugin: None, tmp_pa
         assert first.status_code == 202, first.text
         assert first.json()["accepted"][0]["kind"] == "ticket"
         assert post(ticket).json()["accepted"][0]["duplicate"] is True
-        run_jobs()
+        flow.run_jobs()
         assert desk.ticket("T-1") == {"group": "g-billing"}
 
         change = {
@@ -137,17 +101,13 @@ def test_a_plugin_connector_routes_and_learns_from_a_change(plugin: None, tmp_pa
         ours = post({**change, "id": "c2", "author": "deskpilot"})
         assert ours.json()["ignored"] == "our own change"
         post({**change, "id": "c3", "value": "g-nowhere"})
-        run_jobs()
+        flow.run_jobs()
 
-    with database.session() as session:
-        rows = session.scalars(select(FeedbackRecord)).all()
-        results = [
-            j.result for j in session.scalars(select(JobRecord).where(JobRecord.kind == "apply_feedback"))
+        assert flow.feedback("task", "label", "previous_label", "author", "source") == [
+            ("queue", "shipping", "billing", "ana", "fakedesk")
         ]
-    assert [(r.task, r.label, r.previous_label, r.author, r.source) for r in rows] == [
-        ("queue", "shipping", "billing", "ana", "fakedesk")
-    ]
-    assert rows[0].text == "Invoice 7\n\nwrong total"
-    assert any("no label of the policy" in str(r.get("ignored")) for r in results), results
-    context.close()
-    database.dispose()
+        assert flow.feedback("text") == [("Invoice 7\n\nwrong total",)]
+        with flow.database.session() as session:
+            jobs = session.scalars(select(JobRecord).where(JobRecord.kind == "apply_feedback"))
+            results = [j.result for j in jobs]
+        assert any("no label of the policy" in str(r.get("ignored")) for r in results), results

@@ -27,19 +27,15 @@ sign it and post it to deskpilot.
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import secrets
-import sys
-import threading
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
+
+from support.standin import Answer, Fault, Request, SeenRequest, StandinServer, same_secret
 
 ISSUE_FIELDS = (
     "name",
@@ -120,42 +116,17 @@ def webhook_body(doc: dict[str, Any], event: str, keys: tuple[str, ...]) -> byte
     return json.dumps(data, default=str).encode("utf-8")
 
 
-@dataclass(frozen=True)
-class SeenRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    status: int
+class ErpnextStandin(StandinServer):
+    """Thread-safe stand-in ERPNext site; a context manager.
 
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+    ``url`` is the site URL, e.g. ``http://127.0.0.1:41234`` (the API is under ``/api``).
+    """
 
-
-@dataclass
-class _Fault:
-    status: int
-    retry_after: float | str | None
-    method: str | None = None
-    path: str | None = None
-
-    def applies(self, method: str, path: str) -> bool:
-        return self.method in (None, method) and self.path in (None, path)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins handler threads: nothing outlives the test
-    block_on_close = True
-    standin: ErpnextStandin
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
-
-
-class ErpnextStandin:
-    """Thread-safe stand-in ERPNext site; a context manager."""
+    label = "ERPNext"
+    methods = ("GET", "PUT", "POST")
+    json_separators = (",", ":")
+    text_type = "text/html; charset=utf-8"
+    requests: list[SeenRequest]
 
     def __init__(
         self,
@@ -177,60 +148,17 @@ class ErpnextStandin:
     ) -> None:
         if duplicate_assign not in ("message", "error"):
             raise ValueError("duplicate_assign is 'message' (current Frappe) or 'error' (older releases)")
+        super().__init__(delay_s=delay_s)
         self.api_key, self.api_secret, self.api_user = api_key, api_secret, api_user
         self.users = {api_user, "Administrator", *users}
         self.links: dict[str, set[str]] = {"issue_type": set(issue_types), "priority": set(priorities)}
         self.links.update({k: set(v) for k, v in (custom_links or {}).items()})
         self.duplicate_assign = duplicate_assign
-        self.delay_s = delay_s
         self.issues: dict[str, dict[str, Any]] = {}
         self.comments: list[dict[str, Any]] = []
         self.todos: list[dict[str, Any]] = []
-        self.requests: list[SeenRequest] = []
-        self._lock = threading.RLock()
-        self._faults: deque[_Fault] = deque()
         self._clock = datetime(2025, 3, 4, 9, 15, 2, 123456)
         self._serial = 0
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle -------------------------------------------------------------------------
-    def start(self) -> ErpnextStandin:
-        if self._server is not None:
-            raise RuntimeError("stand-in ERPNext already started")
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.standin = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="erpnext-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> ErpnextStandin:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The site URL, e.g. ``http://127.0.0.1:41234`` (the API is under ``/api``)."""
-        if self._server is None:
-            raise RuntimeError("stand-in ERPNext not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def credential(self) -> str:
@@ -248,8 +176,7 @@ class ErpnextStandin:
         path: str | None = None,
     ) -> None:
         """The next ``n`` requests (to ``method``/``path`` if given) answer ``status``, changing nothing."""
-        with self._lock:
-            self._faults.extend(_Fault(status, retry_after, method, path) for _ in range(n))
+        self._inject(n, Fault(status, retry_after, method, path))
 
     def _now(self) -> str:
         with self._lock:
@@ -369,25 +296,12 @@ class ErpnextStandin:
             return [(r.method, r.path) for r in self.requests]
 
     # request handling (handler threads) ------------------------------------------------
-    def _record(self, seen: SeenRequest) -> None:
-        with self._lock:
-            self.requests.append(seen)
-
-    def _next_fault(self, method: str, path: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.applies(method, path):
-                    self._faults.remove(fault)
-                    return fault
-            return None
-
     def _user(self, headers: dict[str, str]) -> tuple[str | None, int]:
         """(user, 0) when authenticated; (None, 0) for a Guest; (None, 401) for wrong keys."""
         given = headers.get("authorization")
         if given is None:
             return None, 0
-        expected = f"token {self.api_key}:{self.api_secret}"
-        if hmac.compare_digest(given.encode(), expected.encode()):
+        if same_secret(given, f"token {self.credential}"):
             return self.api_user, 0
         return None, 401
 
@@ -399,9 +313,33 @@ class ErpnextStandin:
                 return f"Could not find {label}: {value}"
         return None
 
-    def handle(
-        self, method: str, path: str, query: dict[str, str], user: str | None, data: Any
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _answer(self, request: Request) -> Answer:
+        method, path, headers, body = request.method, request.path, request.headers, request.body
+        fault = self._take_fault(method, path)
+        if fault is not None:
+            return _fault(fault)
+        user, denied = self._user(headers)
+        if denied:
+            return (
+                401,
+                {"exc_type": "AuthenticationError", "exception": "frappe.exceptions.AuthenticationError"},
+                {},
+            )
+        data: Any = None
+        if body:
+            if "application/json" not in headers.get("content-type", ""):
+                return (
+                    417,
+                    frappe_error("ValidationError", "send a JSON body with Content-Type: application/json"),
+                    {},
+                )
+            try:
+                data = json.loads(body)
+            except ValueError as exc:
+                return 417, frappe_error("ValidationError", f"Invalid JSON: {exc}"), {}
+        return self.handle(method, path, request.query, user, data)
+
+    def handle(self, method: str, path: str, query: dict[str, str], user: str | None, data: Any) -> Answer:
         with self._lock:
             if path == "/api/method/frappe.auth.get_logged_user":
                 return 200, {"message": user or "Guest"}, {}
@@ -419,7 +357,7 @@ class ErpnextStandin:
                 return self._assign_to(data, user)
             return 404, frappe_error("DoesNotExistError", f"Page {path} not found"), {}
 
-    def _issue(self, method: str, name: str, data: Any, user: str) -> tuple[int, Any, dict[str, str]]:
+    def _issue(self, method: str, name: str, data: Any, user: str) -> Answer:
         doc = self.issues.get(name)
         if doc is None:
             return 404, frappe_error("DoesNotExistError", f"Issue {name} not found"), {}
@@ -437,7 +375,7 @@ class ErpnextStandin:
         doc["modified"], doc["modified_by"] = self._now(), user
         return 200, {"data": dict(doc)}, {}
 
-    def _assign_to(self, data: Any, user: str) -> tuple[int, Any, dict[str, str]]:
+    def _assign_to(self, data: Any, user: str) -> Answer:
         if not isinstance(data, dict) or data.get("doctype") != "Issue" or not data.get("name"):
             return 417, frappe_error("ValidationError", "doctype and name are required"), {}
         name = str(data["name"])
@@ -467,7 +405,7 @@ class ErpnextStandin:
             answer["_server_messages"] = json.dumps([json.dumps({"message": text, "alert": 1})])
         return 200, answer, {}
 
-    def _list_comments(self, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    def _list_comments(self, query: dict[str, str]) -> Answer:
         try:
             filters = json.loads(query.get("filters", "[]"))
             fields = json.loads(query.get("fields", '["name"]'))
@@ -482,7 +420,7 @@ class ErpnextStandin:
         picked = [c if fields == ["*"] else {f: c.get(f) for f in fields} for c in rows]
         return 200, {"data": picked}, {}
 
-    def _insert_comment(self, data: Any, user: str) -> tuple[int, Any, dict[str, str]]:
+    def _insert_comment(self, data: Any, user: str) -> Answer:
         if not isinstance(data, dict):
             return 417, frappe_error("ValidationError", "Request body must be a JSON object"), {}
         if data.get("reference_doctype") == "Issue" and data.get("reference_name") not in self.issues:
@@ -523,79 +461,8 @@ def _matches(doc: dict[str, Any], spec: list[Any]) -> bool:
     raise ValueError(f"unsupported filter operator {op!r}")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: Any, extra: dict[str, str]) -> None:
-        if isinstance(body, str):
-            raw, kind = body.encode(), "text/html; charset=utf-8"
-        else:
-            raw, kind = json.dumps(body, separators=(",", ":")).encode(), "application/json"
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(raw)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _serve(self, method: str) -> None:
-        standin = self.server.standin
-        parts = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(headers.get("content-length", "0") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        if standin.delay_s > 0 and standin._stopping.wait(standin.delay_s):
-            return
-        status, answer, extra = self._answer(method, parts.path, query, headers, body)
-        standin._record(SeenRequest(method, parts.path, query, headers, body, status))
-        self._send(status, answer, extra)
-
-    def _answer(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
-        standin = self.server.standin
-        fault = standin._next_fault(method, path)
-        if fault is not None:
-            return _fault(fault)
-        user, denied = standin._user(headers)
-        if denied:
-            return (
-                401,
-                {"exc_type": "AuthenticationError", "exception": "frappe.exceptions.AuthenticationError"},
-                {},
-            )
-        data: Any = None
-        if body:
-            if "application/json" not in headers.get("content-type", ""):
-                return (
-                    417,
-                    frappe_error("ValidationError", "send a JSON body with Content-Type: application/json"),
-                    {},
-                )
-            try:
-                data = json.loads(body)
-            except ValueError as exc:
-                return 417, frappe_error("ValidationError", f"Invalid JSON: {exc}"), {}
-        return standin.handle(method, path, query, user, data)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-
-def _fault(fault: _Fault) -> tuple[int, Any, dict[str, str]]:
-    extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+def _fault(fault: Fault) -> Answer:
+    extra = fault.retry_headers()
     if fault.status == 429:
         reset = str(fault.retry_after if fault.retry_after is not None else 60)
         extra.update(

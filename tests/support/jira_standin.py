@@ -25,43 +25,27 @@ The site also produces the webhooks Jira would send: :meth:`JiraStandin.created_
 
 from __future__ import annotations
 
-import base64
-import hmac
 import itertools
 import json
-import sys
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
+
+from support.standin import (
+    Answer,
+    Reply,
+    Request,
+    SeenRequest,
+    StandinServer,
+    basic_auth,
+    same_secret,
+)
 
 API = "/rest/api/3"
 NOT_FOUND = "Issue does not exist or you do not have permission to see it."
 UNAUTHENTICATED = "Client must be authenticated to access this resource."
 ROLES = ("Administrators", "Service Desk Team", "Developers")
-
-
-@dataclass(frozen=True)
-class SeenRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-
-@dataclass
-class _Fault:
-    status: int
-    retry_after: float | str | None
-    method: str | None
 
 
 @dataclass
@@ -93,18 +77,17 @@ class Issue:
     history: list[dict[str, Any]] = field(default_factory=list)  # changelog entries
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins handler threads: nothing outlives the test
-    block_on_close = True
-    standin: JiraStandin
+class JiraStandin(StandinServer):
+    """A thread-safe Jira Cloud site with one project (``SUP``), its components and users.
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
+    ``url`` is the site's base URL, e.g. ``http://127.0.0.1:41234`` (as ``https://acme.atlassian.net``).
+    """
 
-
-class JiraStandin:
-    """A thread-safe Jira Cloud site with one project (``SUP``), its components and users."""
+    label = "Jira"
+    methods = ("GET", "PUT", "POST", "DELETE")
+    json_type = "application/json;charset=UTF-8"
+    text_type = "text/plain;charset=UTF-8"
+    requests: list[SeenRequest]
 
     def __init__(
         self,
@@ -120,11 +103,11 @@ class JiraStandin:
         delay_s: float = 0.0,
         reply_delay_s: dict[str, float] | None = None,
     ) -> None:
+        super().__init__(delay_s=delay_s)
         self.email = email
         self.api_token = api_token
         self.bearer = bearer
         self.page_size = page_size
-        self.delay_s = delay_s
         self.reply_delay_s = dict(reply_delay_s or {})  # method -> seconds, after applying
         self.components = {name: str(10000 + i) for i, name in enumerate(components)}
         self.priorities = {name: str(i + 1) for i, name in enumerate(priorities)}
@@ -147,52 +130,9 @@ class JiraStandin:
             )
         }
         self.issues: dict[str, Issue] = {}
-        self.requests: list[SeenRequest] = []
         self._ids = itertools.count(10100)
         self._comment_ids = itertools.count(20001)
         self._history_ids = itertools.count(30001)
-        self._lock = threading.RLock()
-        self._faults: deque[_Fault] = deque()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle -------------------------------------------------------------------------------
-    def start(self) -> JiraStandin:
-        if self._server is not None:
-            raise RuntimeError("Jira stand-in already started")
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.standin = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="jira-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> JiraStandin:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The site's base URL, e.g. ``http://127.0.0.1:41234`` (as ``https://acme.atlassian.net``)."""
-        if self._server is None:
-            raise RuntimeError("Jira stand-in not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def credentials(self) -> str:
@@ -200,13 +140,6 @@ class JiraStandin:
         return f"{self.email}:{self.api_token}"
 
     # test controls ---------------------------------------------------------------------------
-    def fail_next(
-        self, n: int, status: int = 503, retry_after: float | str | None = None, *, method: str | None = None
-    ) -> None:
-        """The next ``n`` API requests (of ``method``, if given) answer ``status`` and change nothing."""
-        with self._lock:
-            self._faults.extend(_Fault(status, retry_after, method) for _ in range(n))
-
     def add_issue(
         self,
         key: str,
@@ -327,22 +260,21 @@ class JiraStandin:
             }
 
     # request handling (from handler threads) -------------------------------------------------
-    def _record(self, seen: SeenRequest) -> None:
-        with self._lock:
-            self.requests.append(seen)
+    def _respond(self, request: Request) -> Reply | None:
+        reply = super()._respond(request)
+        pause = self.reply_delay_s.get(request.method, 0.0)
+        if pause > 0 and self._stopping.wait(pause):
+            return None  # stopped before answering
+        return reply
 
-    def _fault(self, method: str) -> _Fault | None:
-        with self._lock:
-            if self._faults and self._faults[0].method in (None, method):
-                return self._faults.popleft()
-            return None
+    def _answer(self, request: Request) -> Answer:
+        return self.handle(request.method, request.path, request.query, request.headers, request.body)
 
     def _authenticated(self, headers: dict[str, str]) -> User | None:
         given = headers.get("authorization", "")
-        basic = "Basic " + base64.b64encode(f"{self.email}:{self.api_token}".encode()).decode()
-        if hmac.compare_digest(given.encode(), basic.encode()):
+        if same_secret(given, basic_auth(self.credentials)):
             return self.bot
-        if self.bearer is not None and hmac.compare_digest(given.encode(), f"Bearer {self.bearer}".encode()):
+        if self.bearer is not None and same_secret(given, f"Bearer {self.bearer}"):
             return self.bot
         return None
 
@@ -475,13 +407,12 @@ class JiraStandin:
 
     def handle(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
+    ) -> Answer:
         """(status, JSON body or text or None, extra headers); all state changes under the lock."""
-        fault = self._fault(method)
+        fault = self._take_fault(method)
         if fault is not None:
-            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             message = "Rate limit exceeded." if fault.status == 429 else "Internal server error"
-            return fault.status, {"errorMessages": [message], "errors": {}}, extra
+            return fault.status, {"errorMessages": [message], "errors": {}}, fault.retry_headers()
         user = self._authenticated(headers)
         if user is None:
             return 401, UNAUTHENTICATED, {"WWW-Authenticate": 'Basic realm="protected-area"'}
@@ -515,7 +446,7 @@ class JiraStandin:
             {},
         )
 
-    def _comment_page(self, issue: Issue, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    def _comment_page(self, issue: Issue, query: dict[str, str]) -> Answer:
         try:
             start = int(query.get("startAt", "0"))
             wanted = int(query.get("maxResults", "5000"))
@@ -531,7 +462,7 @@ class JiraStandin:
         page = comments[start : start + page_size]
         return 200, {"startAt": start, "maxResults": page_size, "total": len(comments), "comments": page}, {}
 
-    def _add_comment(self, issue: Issue, user: User, body: bytes) -> tuple[int, Any, dict[str, str]]:
+    def _add_comment(self, issue: Issue, user: User, body: bytes) -> Answer:
         data, problem = _json_object(body)
         if data is None:
             return 400, {"errorMessages": [problem], "errors": {}}, {}
@@ -673,59 +604,3 @@ def _item(field_name: str, field_id: str, from_: Any, from_s: Any, to: Any, to_s
         "to": to,
         "toString": to_s,
     }
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _answer(self, status: int, body: Any, extra: dict[str, str]) -> None:
-        if body is None:
-            raw, kind = b"", None
-        elif isinstance(body, str):
-            raw, kind = body.encode(), "text/plain;charset=UTF-8"
-        else:
-            raw, kind = json.dumps(body).encode(), "application/json;charset=UTF-8"
-        self.send_response(status)
-        if kind is not None:
-            self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(raw)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if raw:
-            self.wfile.write(raw)
-
-    def _serve(self, method: str) -> None:
-        standin = self.server.standin
-        parts = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(headers.get("content-length", "0") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        if len(body) < length:
-            self.close_connection = True
-            return
-        if standin.delay_s > 0 and standin._stopping.wait(standin.delay_s):
-            return
-        status, answer, extra = standin.handle(method, parts.path, query, headers, body)
-        standin._record(SeenRequest(method, parts.path, query, headers, body, status))
-        pause = standin.reply_delay_s.get(method, 0.0)
-        if pause > 0 and standin._stopping.wait(pause):
-            return
-        self._answer(status, answer, extra)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")

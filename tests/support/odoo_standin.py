@@ -32,20 +32,18 @@ Use: ``from support.odoo_standin import OdooStandin``.
 
 from __future__ import annotations
 
-import hmac
 import html
 import inspect
 import json
 import re
-import sys
-import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+
+from support.standin import Answer, Request, SeenRequest, StandinServer, same_secret
 
 _JSON2 = re.compile(r"/json/2/([^/]+)/([^/]+)")
 HTML_404 = (
@@ -111,15 +109,6 @@ class Records:
 
 
 @dataclass(frozen=True)
-class SeenRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-
-@dataclass(frozen=True)
 class SeenCall:
     api: str  # "json2" or "jsonrpc"
     model: str
@@ -130,24 +119,16 @@ class SeenCall:
     error: str | None = None
 
 
-@dataclass
-class _Fault:
-    status: int
-    retry_after: float | str | None
+class OdooStandin(StandinServer):
+    """Thread-safe stand-in Odoo with one database. The API key belongs to user ``uid``.
 
+    ``fail_next`` faults and ``delay_s`` apply to the POSTs (GETs are always werkzeug's 404).
+    """
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins handler threads: nothing outlives the test
-    block_on_close = True
-    standin: OdooStandin
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
-
-
-class OdooStandin:
-    """Thread-safe stand-in Odoo with one database. The API key belongs to user ``uid``."""
+    label = "Odoo"
+    json_type = "application/json; charset=utf-8"
+    text_type = "text/html; charset=utf-8"
+    requests: list[SeenRequest]
 
     def __init__(
         self,
@@ -161,70 +142,21 @@ class OdooStandin:
         delay_s: float = 0.0,
         port: int = 0,
     ) -> None:
+        super().__init__(delay_s=delay_s, port=port)
         self.api_key = api_key
         self.uid = uid
         self.database = database
         self.other_databases = other_databases  # when set, JSON-2 needs X-Odoo-Database
         self.version = version
-        self.delay_s = delay_s
-        self.requests: list[SeenRequest] = []
         self.calls: list[SeenCall] = []
         self.records: dict[str, dict[int, dict[str, Any]]] = {model: {} for model in FIELDS}
         self._keys = {api_key: uid}
-        self._port = port
-        self._lock = threading.RLock()
-        self._faults: deque[_Fault] = deque()
         self._errors: deque[OdooError] = deque()
         self._clock = datetime(2024, 5, 2, 10, 15, 42)
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.add("res.users", 2, name="Mitchell Admin", login="admin")
         self.add("res.users", uid, name="deskpilot", login=login)
 
-    # lifecycle -------------------------------------------------------------------------
-    def start(self) -> OdooStandin:
-        if self._server is not None:
-            raise RuntimeError("stand-in Odoo already started")
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", self._port), _Handler)
-        server.standin = self
-        self._server = server
-        self._port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="odoo-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> OdooStandin:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("stand-in Odoo not started")
-        return f"http://127.0.0.1:{self._port}"
-
     # test controls ---------------------------------------------------------------------
-    def fail_next(self, n: int, status: int = 503, retry_after: float | str | None = None) -> None:
-        """The next ``n`` POSTs answer ``status`` (``Retry-After`` when given) and change nothing."""
-        with self._lock:
-            self._faults.extend(_Fault(status, retry_after) for _ in range(n))
-
     def fail_next_error(self, n: int, name: str, message: str) -> None:
         """The next ``n`` ORM calls raise the Odoo exception ``name`` (after authentication)."""
         with self._lock:
@@ -505,17 +437,111 @@ class OdooStandin:
 
     def user_of(self, key: str) -> int | None:
         for known, uid in self._keys.items():
-            if hmac.compare_digest(known.encode(), key.encode()):
+            if same_secret(key, known):
                 return uid
         return None
 
-    def _record(self, seen: SeenRequest) -> None:
-        with self._lock:
-            self.requests.append(seen)
+    # HTTP (handler threads) ----------------------------------------------------------------
+    def _delays(self, request: Request) -> bool:
+        return request.method == "POST"
 
-    def _next_fault(self) -> _Fault | None:
-        with self._lock:
-            return self._faults.popleft() if self._faults else None
+    def _answer(self, request: Request) -> Answer:
+        if request.method == "GET":
+            return 404, HTML_404, {}
+        fault = self._take_fault("POST")
+        if fault is not None:
+            answer = _error_body("werkzeug.exceptions.HTTPException", f"injected {fault.status}")
+            return fault.status, answer, fault.retry_headers()
+        match = _JSON2.fullmatch(request.path)
+        if match is not None and self.version >= 19:
+            model, method = unquote(match.group(1)), unquote(match.group(2))
+            return self._json2(model, method, request.headers, request.body)
+        if request.path == "/jsonrpc":
+            return self._jsonrpc(request.body)
+        return 404, HTML_404, {}
+
+    def _json2(self, model: str, method: str, headers: dict[str, str], body: bytes) -> Answer:
+        database = headers.get("x-odoo-database")
+        known = (self.database, *self.other_databases)
+        if (database is not None and database not in known) or (database is None and self.other_databases):
+            return 404, _error_body("werkzeug.exceptions.NotFound", "database not found"), {}
+        scheme, _, key = headers.get("authorization", "").partition(" ")
+        uid = self.user_of(key) if scheme.lower() == "bearer" and key else None
+        if uid is None:
+            return 401, _error_body("werkzeug.exceptions.Unauthorized", "Invalid apikey", 401), {}
+        try:
+            params = json.loads(body) if body else {}
+        except ValueError as exc:
+            problem = f"could not parse the body as json: {exc}"
+            return 400, _error_body("werkzeug.exceptions.BadRequest", problem), {}
+        if not isinstance(params, dict):
+            problem = "could not parse the body, expecting a json object"
+            return 400, _error_body("werkzeug.exceptions.BadRequest", problem), {}
+        ids = params.pop("ids", [])
+        params.pop("context", None)
+        try:
+            result = self.invoke("json2", model, method, list(ids), [], params, uid)
+        except OdooError as exc:
+            if exc.name == "builtins.KeyError":
+                problem = f"the model {model!r} does not exist"
+                return 404, _error_body("werkzeug.exceptions.NotFound", problem), {}
+            if exc.name == "builtins.AttributeError":
+                return 404, _error_body("werkzeug.exceptions.NotFound", exc.message), {}
+            if exc.name in ("builtins.TypeError", "werkzeug.exceptions.UnprocessableEntity"):
+                return 422, _error_body("werkzeug.exceptions.UnprocessableEntity", exc.message), {}
+            return STATUS_OF.get(exc.name, 500), _error_body(exc.name, exc.message), {}
+        if isinstance(result, Records):
+            result = list(result.ids)
+        return 200, result, {}
+
+    def _jsonrpc(self, body: bytes) -> Answer:
+        try:
+            request = json.loads(body)
+            params = request["params"]
+            service, method, args = params["service"], params["method"], list(params["args"])
+        except (ValueError, KeyError, TypeError):
+            return 400, {"jsonrpc": "2.0", "id": None, "error": {"code": 400, "message": "Bad Request"}}, {}
+        request_id = request.get("id")
+        try:
+            result = self._service(service, method, args)
+        except OdooError as exc:
+            data = _error_body(exc.name, exc.message)
+            error = {"code": 200, "message": "Odoo Server Error", "data": data}
+            return 200, {"jsonrpc": "2.0", "id": request_id, "error": error}, {}
+        if isinstance(result, Records):
+            result = result.ids[0] if result.single else list(result.ids)
+        return 200, {"jsonrpc": "2.0", "id": request_id, "result": result}, {}
+
+    def _service(self, service: str, method: str, args: list[Any]) -> Any:
+        if service == "common" and method == "version":
+            return {"server_version": f"{self.version}.0", "protocol_version": 1}
+        if service == "common" and method == "authenticate":
+            database, login, key = args[0], args[1], args[2]
+            self._check_database(database)
+            uid = self.user_of(str(key))
+            user = self.records["res.users"].get(uid or 0)
+            return uid if user is not None and user.get("login") == login else False
+        if service == "object" and method == "execute_kw":
+            database, uid, key, model, name = args[:5]
+            positional = list(args[5]) if len(args) > 5 else []
+            kwargs = dict(args[6]) if len(args) > 6 else {}
+            self._check_database(database)
+            if self.user_of(str(key)) != uid:
+                raise OdooError("odoo.exceptions.AccessDenied", "Access Denied")
+            ids: list[int] = []
+            if name not in self.MODEL_METHODS and positional:
+                first = positional.pop(0)
+                ids = [first] if isinstance(first, int) else list(first)
+            return self.invoke("jsonrpc", model, name, ids, positional, kwargs, uid)
+        raise OdooError("builtins.NameError", f"{service}.{method} is not a known RPC method")
+
+    def _check_database(self, database: Any) -> None:
+        if database not in (self.database, *self.other_databases):
+            raise OdooError(
+                "psycopg2.OperationalError",
+                'connection to server at "localhost", port 5432 failed: '
+                f'FATAL:  database "{database}" does not exist',
+            )
 
 
 def _empty(kind: str) -> Any:
@@ -563,170 +589,3 @@ def _error_body(name: str, message: str, *args: Any) -> dict[str, Any]:
         "context": {},
         "debug": f"Traceback (most recent call last):\n  ...\n{name}: {message}\n",
     }
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    _reply: tuple[int, bytes, str, dict[str, str]] | None = None
-
-    def _send(self, status: int, raw: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
-        """Hold the reply: the request is recorded first, so a test that got it sees it recorded."""
-        self._reply = (status, raw, content_type, dict(extra or {}))
-
-    def _flush(self) -> None:
-        if self._reply is None:
-            return
-        status, raw, content_type, extra = self._reply
-        self._reply = None
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(raw)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _json(self, status: int, body: Any, extra: dict[str, str] | None = None) -> int:
-        self._send(status, json.dumps(body).encode(), "application/json; charset=utf-8", extra)
-        return status
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.standin._record(SeenRequest("GET", path, headers, b"", 404))
-        self._send(404, HTML_404.encode(), "text/html; charset=utf-8")
-        self._flush()
-
-    def do_POST(self) -> None:
-        standin = self.server.standin
-        path = urlsplit(self.path).path
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(headers.get("content-length", "0") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        if len(body) < length:
-            self.close_connection = True
-            return
-        if standin.delay_s > 0 and standin._stopping.wait(standin.delay_s):
-            return
-        status = self._route(path, headers, body)
-        standin._record(SeenRequest("POST", path, headers, body, status))
-        self._flush()
-
-    def _route(self, path: str, headers: dict[str, str], body: bytes) -> int:
-        standin = self.server.standin
-        fault = standin._next_fault()
-        if fault is not None:
-            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            return self._json(
-                fault.status,
-                _error_body("werkzeug.exceptions.HTTPException", f"injected {fault.status}"),
-                extra,
-            )
-        match = _JSON2.fullmatch(path)
-        if match is not None and standin.version >= 19:
-            return self._json2(unquote(match.group(1)), unquote(match.group(2)), headers, body)
-        if path == "/jsonrpc":
-            return self._jsonrpc(body)
-        self._send(404, HTML_404.encode(), "text/html; charset=utf-8")
-        return 404
-
-    # JSON-2 ------------------------------------------------------------------------------
-    def _json2(self, model: str, method: str, headers: dict[str, str], body: bytes) -> int:
-        standin = self.server.standin
-        database = headers.get("x-odoo-database")
-        known = (standin.database, *standin.other_databases)
-        if (database is not None and database not in known) or (database is None and standin.other_databases):
-            return self._json(404, _error_body("werkzeug.exceptions.NotFound", "database not found"))
-        scheme, _, key = headers.get("authorization", "").partition(" ")
-        uid = standin.user_of(key) if scheme.lower() == "bearer" and key else None
-        if uid is None:
-            return self._json(401, _error_body("werkzeug.exceptions.Unauthorized", "Invalid apikey", 401))
-        try:
-            params = json.loads(body) if body else {}
-        except ValueError as exc:
-            return self._json(
-                400, _error_body("werkzeug.exceptions.BadRequest", f"could not parse the body as json: {exc}")
-            )
-        if not isinstance(params, dict):
-            return self._json(
-                400,
-                _error_body(
-                    "werkzeug.exceptions.BadRequest", "could not parse the body, expecting a json object"
-                ),
-            )
-        ids = params.pop("ids", [])
-        params.pop("context", None)
-        try:
-            result = standin.invoke("json2", model, method, list(ids), [], params, uid)
-        except OdooError as exc:
-            if exc.name == "builtins.KeyError":
-                return self._json(
-                    404, _error_body("werkzeug.exceptions.NotFound", f"the model {model!r} does not exist")
-                )
-            if exc.name == "builtins.AttributeError":
-                return self._json(404, _error_body("werkzeug.exceptions.NotFound", exc.message))
-            if exc.name in ("builtins.TypeError", "werkzeug.exceptions.UnprocessableEntity"):
-                return self._json(422, _error_body("werkzeug.exceptions.UnprocessableEntity", exc.message))
-            return self._json(STATUS_OF.get(exc.name, 500), _error_body(exc.name, exc.message))
-        if isinstance(result, Records):
-            result = list(result.ids)
-        return self._json(200, result)
-
-    # JSON-RPC ----------------------------------------------------------------------------
-    def _jsonrpc(self, body: bytes) -> int:
-        try:
-            request = json.loads(body)
-            params = request["params"]
-            service, method, args = params["service"], params["method"], list(params["args"])
-        except (ValueError, KeyError, TypeError):
-            return self._json(
-                400, {"jsonrpc": "2.0", "id": None, "error": {"code": 400, "message": "Bad Request"}}
-            )
-        request_id = request.get("id")
-        try:
-            result = self._service(service, method, args)
-        except OdooError as exc:
-            data = _error_body(exc.name, exc.message)
-            error = {"code": 200, "message": "Odoo Server Error", "data": data}
-            return self._json(200, {"jsonrpc": "2.0", "id": request_id, "error": error})
-        if isinstance(result, Records):
-            result = result.ids[0] if result.single else list(result.ids)
-        return self._json(200, {"jsonrpc": "2.0", "id": request_id, "result": result})
-
-    def _service(self, service: str, method: str, args: list[Any]) -> Any:
-        standin = self.server.standin
-        if service == "common" and method == "version":
-            return {"server_version": f"{standin.version}.0", "protocol_version": 1}
-        if service == "common" and method == "authenticate":
-            database, login, key = args[0], args[1], args[2]
-            self._check_database(database)
-            uid = standin.user_of(str(key))
-            user = standin.records["res.users"].get(uid or 0)
-            return uid if user is not None and user.get("login") == login else False
-        if service == "object" and method == "execute_kw":
-            database, uid, key, model, name = args[:5]
-            positional = list(args[5]) if len(args) > 5 else []
-            kwargs = dict(args[6]) if len(args) > 6 else {}
-            self._check_database(database)
-            if standin.user_of(str(key)) != uid:
-                raise OdooError("odoo.exceptions.AccessDenied", "Access Denied")
-            ids: list[int] = []
-            if name not in standin.MODEL_METHODS and positional:
-                first = positional.pop(0)
-                ids = [first] if isinstance(first, int) else list(first)
-            return standin.invoke("jsonrpc", model, name, ids, positional, kwargs, uid)
-        raise OdooError("builtins.NameError", f"{service}.{method} is not a known RPC method")
-
-    def _check_database(self, database: Any) -> None:
-        standin = self.server.standin
-        if database not in (standin.database, *standin.other_databases):
-            raise OdooError(
-                "psycopg2.OperationalError",
-                'connection to server at "localhost", port 5432 failed: '
-                f'FATAL:  database "{database}" does not exist',
-            )

@@ -35,18 +35,15 @@ and every update of a watched field, through the API (``PATCH``) or by a person
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import re
-import sys
-import threading
 import uuid
-from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
+
+from support.standin import Answer, Fault, Request, SeenRequest, StandinServer, same_secret
 
 INCIDENT_FIELDS = frozenset(
     {
@@ -66,34 +63,8 @@ _CONDITION = re.compile(r"([a-z_][a-z0-9_.]*)(!=|=|LIKE|STARTSWITH)(.*)", re.S)
 
 
 @dataclass(frozen=True)
-class SeenRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-
-@dataclass
-class _Fault:
-    status: int
-    retry_after: float | str | None
-    html: bool
-    method: str | None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins handler threads: nothing outlives the test
-    block_on_close = True
-    standin: ServiceNowStandin
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
+class _Fault(Fault):
+    html: bool = False  # a page instead of JSON, like a hibernating instance
 
 
 def _now() -> str:
@@ -109,8 +80,19 @@ def business_rule_json(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=True).encode("ascii")
 
 
-class ServiceNowStandin:
-    """Thread-safe stand-in instance. ``users``: user_name -> password; ``tokens``: bearer -> user_name."""
+class ServiceNowStandin(StandinServer):
+    """Thread-safe stand-in instance. ``users``: user_name -> password; ``tokens``: bearer -> user_name.
+
+    ``url`` is the instance URL, e.g. ``http://127.0.0.1:41234`` (the API is under /api/now).
+    """
+
+    label = "ServiceNow"
+    methods = ("GET", "PATCH", "POST")
+    aliases: ClassVar[Mapping[str, str]] = {"PUT": "PATCH"}
+    keep_blank_values = True
+    json_type = "application/json;charset=UTF-8"
+    text_type = "text/html"
+    requests: list[SeenRequest]
 
     def __init__(
         self,
@@ -120,65 +102,13 @@ class ServiceNowStandin:
         delay_s: float = 0.0,
         port: int = 0,
     ) -> None:
+        super().__init__(delay_s=delay_s, port=port)
         self.users = dict(users if users is not None else {"deskpilot.integration": "secret-pw"})
         self.tokens = dict(tokens or {})
-        self.delay_s = delay_s
-        self.requests: list[SeenRequest] = []
         self.webhooks: list[bytes] = []
         self.tables: dict[str, dict[str, dict[str, str]]] = {"incident": {}, "sys_journal_field": {}}
         self.forbidden: set[tuple[str, str]] = set()
         self._numbers = 10000
-        self._port = port
-        self._lock = threading.RLock()
-        self._faults: deque[_Fault] = deque()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle -------------------------------------------------------------------------
-    def start(self) -> ServiceNowStandin:
-        if self._server is not None:
-            raise RuntimeError("stand-in ServiceNow already started")
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", self._port), _Handler)
-        server.standin = self
-        self._server = server
-        self._port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="servicenow-standin",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> ServiceNowStandin:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("stand-in ServiceNow not started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """The instance URL, e.g. ``http://127.0.0.1:41234`` (the API is under /api/now)."""
-        return f"http://127.0.0.1:{self.port}"
 
     # test controls ---------------------------------------------------------------------
     def fail_next(
@@ -194,8 +124,7 @@ class ServiceNowStandin:
 
         ``Retry-After`` is sent when given; ``html`` answers a page instead of JSON.
         """
-        with self._lock:
-            self._faults.extend(_Fault(status, retry_after, html, method) for _ in range(n))
+        self._inject(n, _Fault(status, retry_after, method, html=html))
 
     def forbid(self, method: str, table: str) -> None:
         """ACL: ``method`` on ``table`` answers 403 from now on."""
@@ -244,10 +173,6 @@ class ServiceNowStandin:
         with self._lock:
             rows = [r for r in self.tables["sys_journal_field"].values() if r["element_id"] == sys_id]
             return [r["value"] for r in rows if r["element"] == "work_notes"]
-
-    def seen(self, method: str | None = None) -> list[SeenRequest]:
-        with self._lock:
-            return [r for r in self.requests if method is None or r.method == method]
 
     # the platform's behaviour (called under the lock) ------------------------------------
     @staticmethod
@@ -313,18 +238,6 @@ class ServiceNowStandin:
         return business_rule_json(data)
 
     # request handling --------------------------------------------------------------------
-    def _record_request(self, seen: SeenRequest) -> None:
-        with self._lock:
-            self.requests.append(seen)
-
-    def _next_fault(self, method: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.method is None or fault.method == method:
-                    self._faults.remove(fault)
-                    return fault
-            return None
-
     def _user(self, headers: dict[str, str]) -> str | None:
         given = headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
@@ -334,11 +247,11 @@ class ServiceNowStandin:
             except (ValueError, UnicodeDecodeError):
                 return None
             expected = self.users.get(user)
-            if expected is not None and hmac.compare_digest(expected.encode(), password.encode()):
+            if expected is not None and same_secret(password, expected):
                 return user
         if scheme.lower() == "bearer":
             for token, user in self.tokens.items():
-                if hmac.compare_digest(token.encode(), value.encode()):
+                if same_secret(value, token):
                     return user
         return None
 
@@ -399,17 +312,20 @@ class ServiceNowStandin:
             rows = rows[: int(limit)]
         return rows
 
+    def _answer(self, request: Request) -> Answer:
+        return self.handle(request.method, request.path, request.query, request.headers, request.body)
+
     def handle(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
-        fault = self._next_fault(method)
+    ) -> Answer:
+        fault = self._take_fault(method)
         if fault is not None:
-            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            extra = fault.retry_headers()
             if fault.status == 429:
                 extra.update({"X-RateLimit-Limit": "100", "X-RateLimit-Reset": "60"})
                 detail = "Rate limit of 100 requests per hour for Table API exceeded"
                 return fault.status, _error("Rate limit exceeded", detail), extra
-            if fault.html:
+            if isinstance(fault, _Fault) and fault.html:
                 return fault.status, "<html><body>Your instance is hibernating</body></html>", extra
             return fault.status, _error("Service Unavailable", f"injected failure {fault.status}"), extra
         user = self._user(headers)
@@ -460,47 +376,3 @@ class ServiceNowStandin:
                 )
             self._update(table, record, {k: "" if v is None else str(v) for k, v in values.items()}, user)
             return 200, {"result": self._shape(table, record, query)}, {}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: Any, extra: dict[str, str]) -> None:
-        is_text = isinstance(body, str)
-        raw = body.encode() if is_text else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html" if is_text else "application/json;charset=UTF-8")
-        self.send_header("Content-Length", str(len(raw)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _serve(self, method: str) -> None:
-        standin = self.server.standin
-        parts = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(headers.get("content-length", "0") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        if standin.delay_s > 0 and standin._stopping.wait(standin.delay_s):
-            return
-        status, answer, extra = standin.handle(method, parts.path, query, headers, body)
-        standin._record_request(SeenRequest(method, parts.path, query, headers, body, status))
-        self._send(status, answer, extra)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def do_PUT(self) -> None:
-        self._serve("PATCH")
-
-    def do_POST(self) -> None:
-        self._serve("POST")

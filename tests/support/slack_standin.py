@@ -31,22 +31,21 @@ Slack. Like Slack, errors are HTTP 200 with ``{"ok": false, "error": ...}``: ``n
 from __future__ import annotations
 
 import base64
-import hmac
 import itertools
 import json
-import sys
-import threading
-from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+from support.standin import Fault, Reply, Request, StandinServer, same_secret
 
 DEFAULT_TOKEN = "xoxb-1111-2222-standin"
 BOT_USER_ID = "U0DESKBOT"
 BOT_ID = "B0DESKBOT"
 TEAM_ID = "T0ACME"
 RESPONSE_URL_USES = 5  # Slack: up to five times within 30 minutes
+_METHODS = ("auth.test", "chat.postMessage", "chat.update", "conversations.replies")
 
 
 @dataclass(frozen=True)
@@ -61,22 +60,9 @@ class SeenCall:
     error: str | None
 
 
-@dataclass
-class _Fault:
-    status: int
-    retry_after: float | str | None
-    error: str | None
-    method: str | None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins handler threads: nothing outlives the test
-    block_on_close = True
-    standin: SlackStandin
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
+@dataclass(frozen=True)
+class _Fault(Fault):
+    error: str | None = None  # the ``error`` of an HTTP 200 ``{"ok": false}``
 
 
 class _ApiError(Exception):
@@ -85,8 +71,19 @@ class _ApiError(Exception):
         self.error, self.status, self.extra = error, status, extra
 
 
-class SlackStandin:
-    """Thread-safe stand-in Slack workspace with one bot user; channels must be declared."""
+class SlackStandin(StandinServer):
+    """Thread-safe stand-in Slack workspace with one bot user; channels must be declared.
+
+    ``url`` is the Web API base URL, as ``https://slack.com/api/`` in production.
+    """
+
+    label = "Slack"
+    url_path = "/api/"
+    aliases: ClassVar[Mapping[str, str]] = {"GET": "POST"}
+    keep_blank_values = True
+    json_type = "application/json; charset=utf-8"
+    text_type = "text/html"
+    requests: list[SeenCall]
 
     def __init__(
         self,
@@ -96,60 +93,18 @@ class SlackStandin:
         bot_user_id: str = BOT_USER_ID,
         delay_s: float = 0.0,
     ) -> None:
+        super().__init__(delay_s=delay_s)
         self.token = token
         self.bot_user_id = bot_user_id
-        self.delay_s = delay_s
-        self.calls: list[SeenCall] = []
         self.hook_posts: list[dict[str, Any]] = []
         self._messages: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in channels}
         self._hooks: dict[str, int] = {}  # id -> uses left
-        self._faults: deque[_Fault] = deque()
         self._clock = itertools.count(1)
-        self._lock = threading.RLock()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle -------------------------------------------------------------------------
-    def start(self) -> SlackStandin:
-        if self._server is not None:
-            raise RuntimeError("stand-in Slack already started")
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.standin = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> SlackStandin:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("stand-in Slack not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """The Web API base URL, as ``https://slack.com/api/`` in production."""
-        return f"http://127.0.0.1:{self.port}/api/"
+    def calls(self) -> list[SeenCall]:
+        """Every request so far, as the Web API method (or ``"hooks"``) it called."""
+        return self.requests
 
     # test controls ---------------------------------------------------------------------
     def fail_next(
@@ -163,8 +118,7 @@ class SlackStandin:
     ) -> None:
         """The next ``n`` requests (to ``method`` only, when given; ``"hooks"`` for response_urls)
         answer ``status``: 429 is ``ratelimited``, 200 needs ``error``, 5xx has an HTML body."""
-        with self._lock:
-            self._faults.extend(_Fault(status, retry_after, error, method) for _ in range(n))
+        self._inject(n, _Fault(status, retry_after, method, error=error))
 
     def _next_ts(self) -> str:
         return f"1700000000.{next(self._clock):06d}"
@@ -185,7 +139,7 @@ class SlackStandin:
         with self._lock:
             hook = f"T0ACME/{next(self._clock)}/{base64.urlsafe_b64encode(b'secret-path').decode()}"
             self._hooks[hook] = RESPONSE_URL_USES
-        return f"http://127.0.0.1:{self.port}/hooks/{hook}"
+        return f"{self.base_url}/hooks/{hook}"
 
     def replies(self, channel: str, ts: str) -> list[dict[str, Any]]:
         """The thread under ``ts``, parent excluded, oldest first (copies)."""
@@ -200,18 +154,6 @@ class SlackStandin:
             return [c for c in self.calls if c.method == method]
 
     # request handling (called from handler threads) ------------------------------------
-    def _record(self, call: SeenCall) -> None:
-        with self._lock:
-            self.calls.append(call)
-
-    def _next_fault(self, method: str) -> _Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.method in (None, method):
-                    self._faults.remove(fault)
-                    return fault
-            return None
-
     def _authorise(self, headers: dict[str, str], args: dict[str, Any]) -> None:
         given = headers.get("authorization")
         if given is not None:
@@ -220,7 +162,7 @@ class SlackStandin:
             token = str(args.get("token") or "")
             if not token:
                 raise _ApiError("not_authed")
-        if not hmac.compare_digest(token.encode(), self.token.encode()):
+        if not same_secret(token, self.token):
             raise _ApiError("invalid_auth")
 
     def _channel(self, args: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -260,6 +202,61 @@ class SlackStandin:
                 raise _ApiError("invalid_metadata_format")
             content["metadata"] = metadata
         return content
+
+    def _respond(self, request: Request) -> Reply:
+        path, headers, body = request.path, request.headers, request.body
+        is_hook = path.startswith("/hooks/")
+        method = "hooks" if is_hook else path.removeprefix("/api/")
+        fault = self._take_fault(method)
+        if fault is not None:
+            return self._fault(method, request, fault)
+        if is_hook:
+            status, text = self._hook(path.removeprefix("/hooks/"), body)
+            self._record(SeenCall(method, path, headers, {"body": body.decode()}, status, None))
+            return self._reply(status, text)
+        args: dict[str, Any] = {}
+        try:
+            args = self._args(request)
+            if method not in _METHODS:
+                raise _ApiError("unknown_method", 404, req_method=method)
+            self._authorise(headers, args)
+            answer = {"ok": True, **self._api(method, args)}
+            status, error = 200, None
+        except _ApiError as exc:
+            answer = {"ok": False, "error": exc.error, **exc.extra}
+            status, error = exc.status, exc.error
+        except ValueError:
+            answer, status, error = {"ok": False, "error": "invalid_json"}, 200, "invalid_json"
+        args.pop("token", None)
+        self._record(SeenCall(method, path, headers, args, status, error))
+        return self._reply(status, answer)
+
+    def _fault(self, method: str, request: Request, fault: Fault) -> Reply:
+        error = fault.error if isinstance(fault, _Fault) else None
+        error = error or ("ratelimited" if fault.status == 429 else None)
+        self._record(
+            SeenCall(method, request.path, request.headers, {}, fault.status, error or f"HTTP {fault.status}")
+        )
+        if error is not None:
+            answer: Any = {"ok": False, "error": error}
+        else:  # Slack's edge answers 5xx with an HTML page
+            answer = "<html><body>upstream unavailable</body></html>"
+        return self._reply(fault.status, answer, fault.retry_headers())
+
+    @staticmethod
+    def _args(request: Request) -> dict[str, Any]:
+        """The arguments from the query string and a form or (write methods) JSON body."""
+        args: dict[str, Any] = dict(request.query)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "application/json" and request.body:
+            data = json.loads(request.body)
+            if not isinstance(data, dict):
+                raise _ApiError("invalid_json")
+            data.pop("token", None)  # Slack: JSON bodies must authenticate with the header
+            args.update(data)
+        elif request.body:
+            args.update(parse_qsl(request.body.decode(), keep_blank_values=True))
+        return args
 
     def _api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -345,87 +342,3 @@ class SlackStandin:
             self._hooks[hook] = uses - 1
             self.hook_posts.append(message)
             return 200, "ok"
-
-
-_METHODS = ("auth.test", "chat.postMessage", "chat.update", "conversations.replies")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, raw: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(raw)))
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _send_json(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json; charset=utf-8", extra)
-
-    def _args(self, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-        args: dict[str, Any] = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
-        kind = headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "application/json" and body:
-            data = json.loads(body)
-            if not isinstance(data, dict):
-                raise _ApiError("invalid_json")
-            data.pop("token", None)  # Slack: JSON bodies must authenticate with the header
-            args.update(data)
-        elif body:
-            args.update(parse_qsl(body.decode(), keep_blank_values=True))
-        return args
-
-    def do_GET(self) -> None:
-        self.do_POST()
-
-    def do_POST(self) -> None:
-        standin = self.server.standin
-        path = urlsplit(self.path).path
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        body = self.rfile.read(int(headers.get("content-length", "0") or 0))
-        if standin.delay_s > 0 and standin._stopping.wait(standin.delay_s):
-            return
-        is_hook = path.startswith("/hooks/")
-        method = "hooks" if is_hook else path.removeprefix("/api/")
-        fault = standin._next_fault(method)
-        if fault is not None:
-            self._fault(method, path, headers, fault)
-            return
-        if is_hook:
-            status, text = standin._hook(path.removeprefix("/hooks/"), body)
-            standin._record(SeenCall(method, path, headers, {"body": body.decode()}, status, None))
-            self._send(status, text.encode(), "text/html")
-            return
-        args: dict[str, Any] = {}
-        try:
-            args = self._args(headers, body)
-            if method not in _METHODS:
-                raise _ApiError("unknown_method", 404, req_method=method)
-            standin._authorise(headers, args)
-            answer = {"ok": True, **standin._api(method, args)}
-            status, error = 200, None
-        except _ApiError as exc:
-            answer = {"ok": False, "error": exc.error, **exc.extra}
-            status, error = exc.status, exc.error
-        except ValueError:
-            answer, status, error = {"ok": False, "error": "invalid_json"}, 200, "invalid_json"
-        args.pop("token", None)
-        standin._record(SeenCall(method, path, headers, args, status, error))
-        self._send_json(status, answer)
-
-    def _fault(self, method: str, path: str, headers: dict[str, str], fault: _Fault) -> None:
-        standin = self.server.standin
-        extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        error = fault.error or ("ratelimited" if fault.status == 429 else None)
-        standin._record(SeenCall(method, path, headers, {}, fault.status, error or f"HTTP {fault.status}"))
-        if error is not None:
-            self._send_json(fault.status, {"ok": False, "error": error}, extra)
-        else:  # Slack's edge answers 5xx with an HTML page
-            self._send(fault.status, b"<html><body>upstream unavailable</body></html>", "text/html", extra)

@@ -29,17 +29,17 @@ per change on a fake clock, so ``safe_update`` conflicts are deterministic.
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import re
-import sys
-import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
+
+from support import standin
+from support.standin import Answer, Request, StandinServer, basic_auth, same_secret
 
 _TICKET = re.compile(r"/api/v2/tickets/([0-9]+)\.json")
 _COMMENTS = re.compile(r"/api/v2/tickets/([0-9]+)/comments\.json")
@@ -78,30 +78,13 @@ FAULT_BODIES: dict[int, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class SeenRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
+class SeenRequest(standin.SeenRequest):
+    """``body`` is the parsed JSON (the text when it is not JSON, None when there was none)."""
+
     body: Any
-    status: int
 
-
-@dataclass
-class _Fault:
-    status: int
-    retry_after: float | str | None
-    method: str | None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins handler threads: nothing outlives the test
-    block_on_close = True
-    standin: ZendeskStandin
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            super().handle_error(request, client_address)
+    def json(self) -> Any:
+        return self.body
 
 
 def _invalid(field: str, description: str) -> tuple[int, dict[str, Any]]:
@@ -112,8 +95,16 @@ def _invalid(field: str, description: str) -> tuple[int, dict[str, Any]]:
     }
 
 
-class ZendeskStandin:
-    """Thread-safe stand-in Zendesk account; ``bot_user_id`` is the API user's id."""
+class ZendeskStandin(StandinServer):
+    """Thread-safe stand-in Zendesk account; ``bot_user_id`` is the API user's id.
+
+    ``url`` is the account URL, as a policy writes it (``https://acme.zendesk.com``).
+    """
+
+    label = "Zendesk"
+    methods = ("GET", "PUT", "POST")
+    json_type = "application/json; charset=utf-8"
+    requests: list[SeenRequest]
 
     def __init__(
         self,
@@ -127,70 +118,21 @@ class ZendeskStandin:
         delay_s: float = 0.0,
         port: int = 0,
     ) -> None:
+        super().__init__(delay_s=delay_s, port=port)
         self.email = email
         self.api_token = api_token
         self.oauth_token = oauth_token
         self.bot_user_id = bot_user_id
         self.groups = dict(groups or {360001: "Network", 360002: "Billing", 360003: "Triage"})
         self.agents = dict(agents or {bot_user_id: "deskpilot", 7001: "Ana Agent", 7002: "Bo Agent"})
-        self.delay_s = delay_s
         self.tickets: dict[int, dict[str, Any]] = {}
         self.comments: dict[int, list[dict[str, Any]]] = {}
-        self.requests: list[SeenRequest] = []
         self.updates: list[dict[str, Any]] = []  # PUT bodies that were applied
         self.unknown_keys: list[str] = []  # ticket properties we sent that Zendesk would ignore
         self.agent_edits: list[tuple[int, int, dict[str, Any]]] = []  # (ticket, author, changes)
-        self._port = port
-        self._lock = threading.RLock()
-        self._faults: deque[_Fault] = deque()
         self._interference: deque[tuple[int, int, dict[str, Any]]] = deque()
         self._ticks = 0
         self._ids = 1000
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle -------------------------------------------------------------------------
-    def start(self) -> ZendeskStandin:
-        if self._server is not None:
-            raise RuntimeError("Zendesk stand-in already started")
-        self._stopping.clear()
-        server = _Server(("127.0.0.1", self._port), _Handler)
-        server.standin = self
-        self._server = server
-        self._port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="zendesk-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> ZendeskStandin:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("Zendesk stand-in not started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """The account URL, as a policy writes it (``https://acme.zendesk.com``)."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def credential(self) -> str:
@@ -198,13 +140,6 @@ class ZendeskStandin:
         return f"{self.email}/token:{self.api_token}"
 
     # test controls ---------------------------------------------------------------------
-    def fail_next(
-        self, n: int, status: int = 503, retry_after: float | str | None = None, *, method: str | None = None
-    ) -> None:
-        """The next ``n`` requests (of ``method``, if given) answer ``status`` and change nothing."""
-        with self._lock:
-            self._faults.extend(_Fault(status, retry_after, method) for _ in range(n))
-
     def _tick(self) -> str:
         self._ticks += 1
         return (EPOCH + timedelta(seconds=self._ticks)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -274,26 +209,11 @@ class ZendeskStandin:
         with self._lock:
             self._interference.append((ticket_id, author_id, changes))
 
-    def seen(self, method: str | None = None) -> list[SeenRequest]:
-        with self._lock:
-            return [r for r in self.requests if method is None or r.method == method]
-
     # request handling (handler threads) -------------------------------------------------
-    def _record(self, seen: SeenRequest) -> None:
-        with self._lock:
-            self.requests.append(seen)
-
-    def _fault(self, method: str) -> _Fault | None:
-        with self._lock:
-            if self._faults and self._faults[0].method in (None, method):
-                return self._faults.popleft()
-            return None
-
     def _authorised(self, given: str) -> bool:
-        basic = "Basic " + base64.b64encode(self.credential.encode()).decode()
-        ok = hmac.compare_digest(given.encode(), basic.encode())
+        ok = same_secret(given, basic_auth(self.credential))
         if self.oauth_token is not None:
-            ok |= hmac.compare_digest(given.encode(), f"Bearer {self.oauth_token}".encode())
+            ok |= same_secret(given, f"Bearer {self.oauth_token}")
         return ok
 
     def _comment(self, ticket_id: int, author: int, body: str, *, public: bool, when: str) -> dict[str, Any]:
@@ -431,6 +351,29 @@ class ZendeskStandin:
             }
             return 200, {"ticket": json.loads(json.dumps(ticket)), "audit": audit}
 
+    def _seen(self, request: Request, status: int, headers: Mapping[str, str]) -> SeenRequest:
+        r = request
+        return SeenRequest(r.method, r.path, r.query, r.headers, _parsed(r), status)
+
+    def _answer(self, request: Request) -> Answer:
+        fault = self._take_fault(request.method)
+        if fault is not None:
+            answer = FAULT_BODIES.get(
+                fault.status, {"error": "InjectedFailure", "description": str(fault.status)}
+            )
+            return fault.status, answer, fault.retry_headers()
+        if not self._authorised(request.headers.get("authorization", "")):
+            return 401, UNAUTHENTICATED, {"WWW-Authenticate": 'Basic realm="Web Password"'}
+        method, path = request.method, request.path
+        ticket, comments = _TICKET.fullmatch(path), _COMMENTS.fullmatch(path)
+        if method == "GET" and ticket:
+            return (*self._get_ticket(int(ticket.group(1))), {})
+        if method == "GET" and comments:
+            return (*self._list_comments(int(comments.group(1)), request.query), {})
+        if method == "PUT" and ticket:
+            return (*self._update(int(ticket.group(1)), _parsed(request)), {})
+        return 404, {"error": "InvalidEndpoint", "description": "Not found"}, {}
+
     def _validate(self, changes: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         if "group_id" in changes and changes["group_id"] not in self.groups:
             return _invalid("group_id", "Group: is invalid")
@@ -450,67 +393,9 @@ class ZendeskStandin:
         return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(raw)))
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _handle(self, method: str) -> None:
-        standin = self.server.standin
-        parts = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(headers.get("content-length", "0") or 0)
-        raw = self.rfile.read(length) if length > 0 else b""
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        if standin.delay_s > 0 and standin._stopping.wait(standin.delay_s):
-            return
-        status, answer, extra = self._route(method, parts.path, query, headers, body)
-        standin._record(SeenRequest(method, parts.path, query, headers, body, status))
-        self._send(status, answer, extra)
-
-    def _route(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        standin = self.server.standin
-        fault = standin._fault(method)
-        if fault is not None:
-            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            answer = FAULT_BODIES.get(
-                fault.status, {"error": "InjectedFailure", "description": str(fault.status)}
-            )
-            return fault.status, answer, extra
-        if not standin._authorised(headers.get("authorization", "")):
-            return 401, UNAUTHENTICATED, {"WWW-Authenticate": 'Basic realm="Web Password"'}
-        ticket, comments = _TICKET.fullmatch(path), _COMMENTS.fullmatch(path)
-        if method == "GET" and ticket:
-            return (*standin._get_ticket(int(ticket.group(1))), {})
-        if method == "GET" and comments:
-            return (*standin._list_comments(int(comments.group(1)), query), {})
-        if method == "PUT" and ticket:
-            return (*standin._update(int(ticket.group(1)), body), {})
-        return 404, {"error": "InvalidEndpoint", "description": "Not found"}, {}
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
+def _parsed(request: Request) -> Any:
+    """The body as JSON, its text when it is not JSON, None when there is none."""
+    try:
+        return json.loads(request.body) if request.body else None
+    except ValueError:
+        return request.body.decode("utf-8", "replace")

@@ -8,32 +8,33 @@ Issue Type, an Issue reassigned from the sidebar) -> webhooks -> feedback record
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 from support.erpnext_standin import ErpnextStandin
+from support.workflow_harness import KeywordPredictor, Keywords, Workflow, run_workflow
 
-from deskpilot.config import Settings
 from deskpilot.connectors.erpnext import sign
-from deskpilot.gateway import create_app
-from deskpilot.jobs.context import WorkerContext
-from deskpilot.jobs.runner import run_one
-from deskpilot.policy import PolicyStore
-from deskpilot.store import Database
-from deskpilot.store.models import FeedbackRecord, InboxEvent, TicketRecord
-from deskpilot.types import AdapterSummary, Alternative, Prediction
+from deskpilot.store.models import InboxEvent, TicketRecord
 
 SECRET = "erpnext-webhook-secret-for-acme"
 URL = "/webhooks/acme/erpnext"
 API_USER = "deskpilot@example.com"
-LABELS = {"intent": ("network", "billing", "other"), "urgency": ("High", "Medium", "Low")}
-KEYWORDS = {("intent", "vpn"): "network", ("intent", "invoice"): "billing", ("urgency", "vpn"): "High"}
+# keyword labels at 0.9, else the task's fallback at 0.6 (sure enough for the policy)
+PREDICTOR = KeywordPredictor(
+    {
+        "intent": Keywords(
+            {"vpn": "network", "invoice": "billing"}, "other", ("network", "billing", "other"), miss=0.6
+        ),
+        "urgency": Keywords({"vpn": "High"}, "Medium", ("High", "Medium", "Low"), miss=0.6),
+    }
+)
 
 POLICY = """\
 systems:
@@ -69,62 +70,13 @@ triage:
 
 
 @dataclass
-class FakePredictor:
-    """Keyword labels at 0.9, else the task's fallback at 0.6 (sure enough for the policy)."""
+class World(Workflow):
+    feedback_columns = ("task", "label", "author", "source", "ticket_id")
 
-    def predict(
-        self,
-        tenant: str,
-        task: str,
-        texts: Sequence[str],
-        *,
-        version: str | None = None,
-        abstain: bool = True,
-    ) -> list[Prediction]:
-        out = []
-        for text in texts:
-            hit = next(
-                (lab for (t, word), lab in KEYWORDS.items() if t == task and word in text.lower()), None
-            )
-            label = hit or ("Medium" if task == "urgency" else "other")
-            rest = tuple(Alternative(lab, 0.05) for lab in LABELS[task] if lab != label)
-            out.append(Prediction(label, 0.9 if hit else 0.6, False, rest, task, "v1", threshold=0.5))
-        return out
-
-    def adapters(self, tenant: str) -> list[AdapterSummary]:
-        return []
-
-    def ready(self) -> bool:
-        return True
-
-
-@dataclass
-class World:
     site: ErpnextStandin
-    http: TestClient
-    settings: Settings
-    database: Database
-    predictor: FakePredictor
 
     def post(self, body: bytes, *, secret: str = SECRET) -> Any:
         return self.http.post(URL, content=body, headers=sign(secret, body))
-
-    def work(self) -> int:
-        context = WorkerContext.build(self.settings, self.database, predictor=self.predictor)
-        ran = 0
-        try:
-            while run_one(context, "test-worker") is not None:
-                ran += 1
-                if ran > 50:
-                    raise AssertionError("jobs keep coming")
-        finally:
-            context.close()
-        return ran
-
-    def feedback(self) -> list[tuple[str, str, str, str, int | None]]:
-        with self.database.session() as session:
-            rows = session.scalars(select(FeedbackRecord).order_by(FeedbackRecord.id)).all()
-            return [(r.task, r.label, r.author, r.source, r.ticket_id) for r in rows]
 
     def inbox(self) -> int:
         with self.database.session() as session:
@@ -137,26 +89,20 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.delenv("DESKPILOT_DATABASE_URL", raising=False)
     links = {"custom_team": ("Network Team", "Billing Team")}
-    with ErpnextStandin(api_user=API_USER, custom_links=links) as site:
-        settings = Settings(
-            env="test",
-            home=tmp_path,
-            workers=0,
+    with (
+        ErpnextStandin(api_user=API_USER, custom_links=links) as site,
+        run_workflow(
+            tmp_path,
+            monkeypatch,
+            PREDICTOR,
+            policy=POLICY.format(url=site.url, api_user=API_USER),
+            make=partial(World, site=site),
             webhook_secrets={"acme/erpnext": SecretStr(SECRET)},
             connector_secrets={"erpnext-acme": SecretStr(site.credential)},
-        )
-        PolicyStore(settings.policies_dir).put("acme", POLICY.format(url=site.url, api_user=API_USER))
-        database = Database(settings.db_url)
-        database.migrate()
-        predictor = FakePredictor()
-        app = create_app(settings, predictor=predictor, database=database)
-        try:
-            with TestClient(app) as http:
-                yield World(site, http, settings, database, predictor)
-        finally:
-            database.dispose()
+        ) as world,
+    ):
+        yield world
 
 
 def accepted(response: Any) -> list[tuple[str, bool]]:
@@ -176,7 +122,7 @@ def test_new_issue_is_routed_in_erpnext_and_a_correction_becomes_feedback(world:
     assert accepted(world.post(after_insert)) == [("ticket", True)]
     [ticket_id] = world.ticket_ids()
 
-    assert world.work() == 2  # process the ticket, deliver its action
+    assert world.run_jobs() == 2  # process the ticket, deliver its action
     doc = site.issue(name)
     assert doc is not None
     assert (doc["custom_team"], doc["issue_type"], doc["priority"]) == ("Network Team", "Network", "High")
@@ -205,7 +151,7 @@ def test_new_issue_is_routed_in_erpnext_and_a_correction_becomes_feedback(world:
     change = site.webhook_body(name, "on_update")
     assert accepted(world.post(change)) == [("field_change", False)] * 4
     assert accepted(world.post(change)) == [("field_change", True)] * 4  # Frappe's retry
-    assert world.work() == 4
+    assert world.run_jobs() == 4
     assert world.feedback() == [("intent", "billing", "carol@example.com", "erpnext", ticket_id)]
     assert world.inbox() == inbox + 4
     assert len(site.requests) == 4  # feedback makes no calls to ERPNext
@@ -219,7 +165,7 @@ def test_a_reassignment_in_erpnext_becomes_feedback_and_triage_goes_to_the_triag
     printer = site.add_issue("Printer on fire", "<p>Third floor.</p>")["name"]
     assert accepted(world.post(site.webhook_body(invoice, "after_insert"))) == [("ticket", False)]
     assert accepted(world.post(site.webhook_body(printer, "after_insert"))) == [("ticket", False)]
-    assert world.work() == 4
+    assert world.run_jobs() == 4
     invoice_id, printer_id = world.ticket_ids()
 
     billed = site.issue(invoice)
@@ -260,7 +206,7 @@ def test_a_reassignment_in_erpnext_becomes_feedback_and_triage_goes_to_the_triag
     site.human_update(printer, "carol@example.com", issue_type="Network")
     # (two users are assigned now, the rule's and triage's: no assignee is reported)
     assert len(accepted(world.post(site.webhook_body(printer, "on_update")))) == 2
-    world.work()
+    world.run_jobs()
     assert world.feedback() == [
         ("intent", "network", "carol@example.com", "erpnext", invoice_id),
         ("intent", "network", "carol@example.com", "erpnext", printer_id),

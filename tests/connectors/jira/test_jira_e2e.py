@@ -8,32 +8,29 @@ a deterministic fake (keywords), so the test is about the plumbing, not the mode
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import select
 from support.jira_standin import JiraStandin
+from support.workflow_harness import KeywordPredictor, Keywords, Workflow, run_workflow
 
-from deskpilot.config import Settings
 from deskpilot.connectors.jira import adf, sign
-from deskpilot.gateway.app import create_app
-from deskpilot.jobs.context import WorkerContext
-from deskpilot.jobs.runner import run_one
-from deskpilot.policy import PolicyStore
-from deskpilot.store import Database
-from deskpilot.store.models import FeedbackRecord
-from deskpilot.types import AdapterSummary, Alternative, Prediction
 
 SECRET = "jira-webhook-secret-acme"
 BOT = "5b10ac8d82e05b22cc7d4ef5"
 ANA = "557058:ana-0001"
-LABELS = ("network", "billing", "access", "other")
-KEYWORDS = {"vpn": "network", "invoice": "billing", "password": "access"}
+# a keyword gives its label at 0.9, otherwise "other" at 0.3
+INTENT = Keywords(
+    {"vpn": "network", "invoice": "billing", "password": "access"},
+    "other",
+    ("network", "billing", "access", "other"),
+    runner_up=0.03,
+)
 POLICY = """\
 version: 1
 systems:
@@ -57,40 +54,11 @@ triage:
 """
 
 
-class KeywordPredictor:
-    """Deterministic classifier: a keyword gives its label at 0.9, otherwise "other" at 0.3."""
-
-    def predict(
-        self,
-        tenant: str,
-        task: str,
-        texts: Sequence[str],
-        *,
-        version: str | None = None,
-        abstain: bool = True,
-    ) -> list[Prediction]:
-        out = []
-        for text in texts:
-            label = next((lab for word, lab in KEYWORDS.items() if word in text.lower()), "other")
-            score = 0.9 if label != "other" else 0.3
-            rest = tuple(Alternative(lab, 0.03) for lab in LABELS if lab != label)
-            out.append(Prediction(label, score, abstain and score < 0.5, rest, task, "v1", 0.5))
-        return out
-
-    def adapters(self, tenant: str) -> list[AdapterSummary]:
-        return []
-
-    def ready(self) -> bool:
-        return True
-
-
 @dataclass
-class World:
+class World(Workflow):
+    feedback_columns = ("task", "label", "previous_label", "author", "source")
+
     site: JiraStandin
-    http: TestClient
-    settings: Settings
-    database: Database
-    worker: WorkerContext
 
     def deliver(self, payload: dict[str, Any], identifier: str, *, secret: str = SECRET) -> Any:
         raw = json.dumps(payload).encode()
@@ -98,42 +66,22 @@ class World:
             "/webhooks/acme/jira", content=raw, headers=sign(secret, raw, identifier=identifier)
         )
 
-    def run_jobs(self) -> int:
-        ran = 0
-        while run_one(self.worker, "test-worker") is not None:
-            ran += 1
-            if ran > 50:
-                raise AssertionError("the job queue does not drain")
-        return ran
-
-    def feedback(self) -> list[tuple[str, str, str | None, str, str]]:
-        with self.database.session() as session:
-            rows = session.scalars(select(FeedbackRecord).order_by(FeedbackRecord.id)).all()
-            return [(r.task, r.label, r.previous_label, r.author, r.source) for r in rows]
-
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.delenv("DESKPILOT_DATABASE_URL", raising=False)
-    with JiraStandin() as site:
-        settings = Settings(
-            env="test",
-            home=tmp_path,
-            workers=0,
+    with (
+        JiraStandin() as site,
+        run_workflow(
+            tmp_path,
+            monkeypatch,
+            KeywordPredictor({"intent": INTENT}),
+            policy=POLICY.format(url=site.url, bot=BOT),
+            make=partial(World, site=site),
             webhook_secrets={"acme/jira": SecretStr(SECRET)},
             connector_secrets={"jira-acme": SecretStr(site.credentials)},
-        )
-        PolicyStore(settings.policies_dir).put("acme", POLICY.format(url=site.url, bot=BOT))
-        database = Database(settings.db_url)
-        database.migrate()
-        predictor = KeywordPredictor()
-        worker = WorkerContext.build(settings, database, predictor=predictor)
-        try:
-            with TestClient(create_app(settings, predictor=predictor, database=database)) as http:
-                yield World(site, http, settings, database, worker)
-        finally:
-            worker.close()
-            database.dispose()
+        ) as world,
+    ):
+        yield world
 
 
 def test_issue_created_is_routed_in_jira_and_a_correction_becomes_feedback(world: World) -> None:

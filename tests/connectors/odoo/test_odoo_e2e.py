@@ -8,25 +8,19 @@ classifier is a deterministic fake (keywords): the test is about the plumbing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 from support.odoo_standin import OdooStandin
+from support.workflow_harness import KeywordPredictor, Keywords, Workflow, run_workflow
 
-from deskpilot.config import Settings
-from deskpilot.gateway.app import create_app
-from deskpilot.jobs.context import WorkerContext
-from deskpilot.jobs.runner import run_one
-from deskpilot.policy import PolicyStore
-from deskpilot.store import Database
-from deskpilot.store.models import FeedbackRecord, JobRecord
-from deskpilot.types import AdapterSummary, Alternative, Prediction
+from deskpilot.store.models import JobRecord
 
 TOKEN = "kW3n9Qx2Lr7Tz5Vb8Hd1Fs4Jm6Pc0Ga"
 API_KEY = "6578616d706c65206a736f6e20617069206b6579"
@@ -35,8 +29,6 @@ MODEL = "helpdesk.ticket"
 # the Fields the setup page asks for on the Send Webhook Notification action
 SENT = ["name", "description", "partner_email", "team_id", "user_id", "priority"]
 SENT += ["create_date", "write_date", "write_uid"]
-INTENTS = ("network", "billing", "access", "other")
-KEYWORDS = {"vpn": "network", "invoice": "billing", "password": "access"}
 POLICY = """\
 version: 1
 systems:
@@ -64,44 +56,25 @@ triage:
 """
 
 
-class KeywordPredictor:
-    """intent: a keyword's label at 0.9, else "other" at 0.3; urgency: "3" when urgent, else "1"."""
-
-    def predict(
-        self,
-        tenant: str,
-        task: str,
-        texts: Sequence[str],
-        *,
-        version: str | None = None,
-        abstain: bool = True,
-    ) -> list[Prediction]:
-        out = []
-        for text in texts:
-            lowered = text.lower()
-            if task == "urgency":
-                label = "3" if "urgent" in lowered else "1"
-                out.append(Prediction(label, 0.9, False, (Alternative("2", 0.05),), task, "v1", 0.5))
-                continue
-            label = next((lab for word, lab in KEYWORDS.items() if word in lowered), "other")
-            score = 0.9 if label != "other" else 0.3
-            rest = tuple(Alternative(lab, 0.03) for lab in INTENTS if lab != label)
-            out.append(Prediction(label, score, abstain and score < 0.5, rest, task, "v1", 0.5))
-        return out
-
-    def adapters(self, tenant: str) -> list[AdapterSummary]:
-        return []
-
-    def ready(self) -> bool:
-        return True
+# intent: a keyword's label at 0.9, else "other" at 0.3; urgency: "3" when urgent, else "1"
+PREDICTOR = KeywordPredictor(
+    {
+        "intent": Keywords(
+            {"vpn": "network", "invoice": "billing", "password": "access"},
+            "other",
+            ("network", "billing", "access", "other"),
+            runner_up=0.03,
+        ),
+        "urgency": Keywords({"urgent": "3"}, "1", ("2",), miss=0.9),
+    }
+)
 
 
 @dataclass
-class World:
+class World(Workflow):
+    feedback_columns = ("task", "label", "previous_label", "author", "source")
+
     odoo: OdooStandin
-    http: TestClient
-    database: Database
-    worker: WorkerContext
 
     def notify(self, record_id: int, fields: list[str] = SENT, *, token: str = TOKEN) -> Any:
         """What Odoo's automation rule does after a save: POST the record to the URL."""
@@ -112,47 +85,25 @@ class World:
             headers={"Content-Type": "application/json", "User-Agent": "python-requests/2.31.0"},
         )
 
-    def run_jobs(self) -> int:
-        ran = 0
-        while run_one(self.worker, "test-worker") is not None:
-            ran += 1
-            if ran > 50:
-                raise AssertionError("the job queue does not drain")
-        return ran
-
-    def feedback(self) -> list[tuple[str, str, str | None, str, str]]:
-        with self.database.session() as session:
-            rows = session.scalars(select(FeedbackRecord).order_by(FeedbackRecord.id)).all()
-            return [(r.task, r.label, r.previous_label, r.author, r.source) for r in rows]
-
 
 @pytest.fixture(params=[("json2", 19), ("jsonrpc", 17)], ids=["odoo19-json2", "odoo17-jsonrpc"])
 def world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     api, version = request.param
-    monkeypatch.delenv("DESKPILOT_DATABASE_URL", raising=False)
     with OdooStandin(api_key=API_KEY, uid=BOT, database="acme", version=version) as odoo:
         for team, name in ((1, "Triage"), (3, "Network"), (4, "Billing")):
             odoo.add("helpdesk.team", team, name=name)
         odoo.add("helpdesk.tag", 5, name="vpn")
         odoo.add("helpdesk.tag", 6, name="invoice")
-        settings = Settings(
-            env="test",
-            home=tmp_path,
-            workers=0,
+        with run_workflow(
+            tmp_path,
+            monkeypatch,
+            PREDICTOR,
+            policy=POLICY.format(url=odoo.url, api=api, bot=BOT),
+            make=partial(World, odoo=odoo),
             webhook_secrets={"acme/odoo": SecretStr(TOKEN)},
             connector_secrets={"odoo-acme": SecretStr(API_KEY)},
-        )
-        PolicyStore(settings.policies_dir).put("acme", POLICY.format(url=odoo.url, api=api, bot=BOT))
-        database = Database(settings.db_url)
-        database.migrate()
-        predictor = KeywordPredictor()
-        worker = WorkerContext.build(settings, database, predictor=predictor)
-        try:
-            with TestClient(create_app(settings, predictor=predictor, database=database)) as http:
-                yield World(odoo, http, database, worker)
-        finally:
-            worker.close()
-            database.dispose()
+        ) as world:
+            yield world
 
 
 def test_a_new_ticket_is_routed_in_odoo_and_a_persons_change_becomes_feedback(world: World) -> None:

@@ -9,33 +9,26 @@ deterministic fake (keywords): the test is about the plumbing, not the model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from support.servicenow_standin import ServiceNowStandin
+from support.workflow_harness import KeywordPredictor, Keywords, Workflow, run_workflow
 
-from deskpilot.config import Settings
 from deskpilot.connectors.servicenow import sign
 from deskpilot.connectors.servicenow.verify import TOKEN_HEADER
-from deskpilot.gateway.app import create_app
-from deskpilot.jobs.context import WorkerContext
-from deskpilot.jobs.runner import run_one
-from deskpilot.policy import PolicyStore
-from deskpilot.store import Database
-from deskpilot.store.models import FeedbackRecord, InboxEvent
-from deskpilot.types import AdapterSummary, Alternative, Prediction
+from deskpilot.store.models import InboxEvent
 
 SECRET = "servicenow-webhook-secret-acme"
 USER, PASSWORD = "deskpilot.integration", "integration-pw"
 NETWORK = "287ebd7da9fe198100f92cc8d1d2154e"
 BILLING = "b85d44954a3623120004689b2d5dd60a"
 TRIAGE = "d625dccec0a8016700a222a0f7900d06"
-KEYWORDS = {"vpn": "network", "invoice": "billing"}
 POLICY = f"""\
 version: 1
 systems:
@@ -62,42 +55,20 @@ triage:
 """
 
 
-class KeywordPredictor:
-    """intent: a keyword gives its label at 0.9, else "other" at 0.3; priority: "high" at 0.8."""
-
-    def predict(
-        self,
-        tenant: str,
-        task: str,
-        texts: Sequence[str],
-        *,
-        version: str | None = None,
-        abstain: bool = True,
-    ) -> list[Prediction]:
-        out = []
-        for text in texts:
-            if task == "priority":
-                out.append(Prediction("high", 0.8, False, (Alternative("low", 0.1),), task, "v1", 0.5))
-                continue
-            label = next((lab for word, lab in KEYWORDS.items() if word in text.lower()), "other")
-            score = 0.9 if label != "other" else 0.3
-            rest = tuple(Alternative(lab, 0.03) for lab in ("network", "billing", "other") if lab != label)
-            out.append(Prediction(label, score, abstain and score < 0.5, rest, task, "v1", 0.5))
-        return out
-
-    def adapters(self, tenant: str) -> list[AdapterSummary]:
-        return []
-
-    def ready(self) -> bool:
-        return True
+# intent: a keyword gives its label at 0.9, else "other" at 0.3; priority: "high" at 0.8
+PREDICTOR = KeywordPredictor(
+    {
+        "intent": Keywords(
+            {"vpn": "network", "invoice": "billing"}, "other", ("network", "billing", "other"), runner_up=0.03
+        ),
+        "priority": Keywords({}, "high", ("low",), miss=0.8, runner_up=0.1),
+    }
+)
 
 
 @dataclass
-class World:
+class World(Workflow):
     sn: ServiceNowStandin
-    http: TestClient
-    database: Database
-    worker: WorkerContext
 
     def deliver(self, body: bytes, *, headers: dict[str, str] | None = None) -> Any:
         sent = {
@@ -105,19 +76,6 @@ class World:
             **(headers if headers is not None else sign(SECRET, body)),
         }
         return self.http.post("/webhooks/acme/servicenow", content=body, headers=sent)
-
-    def run_jobs(self) -> int:
-        ran = 0
-        while run_one(self.worker, "test-worker") is not None:
-            ran += 1
-            if ran > 50:
-                raise AssertionError("the job queue does not drain")
-        return ran
-
-    def feedback(self) -> list[tuple[str, str, str, str]]:
-        with self.database.session() as session:
-            rows = session.scalars(select(FeedbackRecord).order_by(FeedbackRecord.id)).all()
-            return [(r.task, r.label, r.author, r.source) for r in rows]
 
     def inbox_size(self) -> int:
         with self.database.session() as session:
@@ -129,26 +87,19 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.delenv("DESKPILOT_DATABASE_URL", raising=False)
-    with ServiceNowStandin(users={USER: PASSWORD}) as sn:
-        settings = Settings(
-            env="test",
-            home=tmp_path,
-            workers=0,
+    with (
+        ServiceNowStandin(users={USER: PASSWORD}) as sn,
+        run_workflow(
+            tmp_path,
+            monkeypatch,
+            PREDICTOR,
+            policy=POLICY.format(url=sn.url),
+            make=partial(World, sn=sn),
             webhook_secrets={"acme/servicenow": SECRET},
             connector_secrets={"servicenow-acme": f"{USER}:{PASSWORD}"},
-        )
-        PolicyStore(settings.policies_dir).put("acme", POLICY.format(url=sn.url))
-        database = Database(settings.db_url)
-        database.migrate()
-        predictor = KeywordPredictor()
-        worker = WorkerContext.build(settings, database, predictor=predictor)
-        try:
-            with TestClient(create_app(settings, predictor=predictor, database=database)) as http:
-                yield World(sn, http, database, worker)
-        finally:
-            worker.close()
-            database.dispose()
+        ) as world,
+    ):
+        yield world
 
 
 def test_an_incident_is_routed_and_a_reassignment_becomes_feedback(world: World) -> None:

@@ -6,29 +6,27 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from fastapi.testclient import TestClient
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import select
 from support.slack_standin import BOT_USER_ID, DEFAULT_TOKEN, SlackStandin
+from support.workflow_harness import KeywordPredictor, Keywords, Workflow, run_workflow
 
-from deskpilot.config import Settings
-from deskpilot.gateway.app import create_app
-from deskpilot.jobs.context import WorkerContext
-from deskpilot.jobs.runner import run_one
-from deskpilot.policy import PolicyStore, parse_policy
-from deskpilot.store import Database
-from deskpilot.store.models import FeedbackRecord
-from deskpilot.types import Alternative, Prediction
+from deskpilot.policy import parse_policy
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-LABELS = ("network", "billing", "access", "other")
-KEYWORDS = {"vpn": "network", "invoice": "billing", "password": "access"}
+# a keyword decides the label; no keyword, the model abstains
+INTENT = Keywords(
+    {"vpn": "network", "invoice": "billing", "password": "access"},
+    "other",
+    ("network", "billing", "access", "other"),
+)
 
 POLICY = """\
 version: 1
@@ -54,35 +52,9 @@ triage:
 """
 
 
-class KeywordPredictor:
-    """A deterministic Predictor: a keyword decides the label; no keyword, the model abstains."""
-
-    def predict(
-        self,
-        tenant: str,
-        task: str,
-        texts: Sequence[str],
-        *,
-        version: str | None = None,
-        abstain: bool = True,
-    ) -> list[Prediction]:
-        return [self._one(task, text, abstain) for text in texts]
-
-    @staticmethod
-    def _one(task: str, text: str, abstain: bool) -> Prediction:
-        hit = next((label for word, label in KEYWORDS.items() if word in text.lower()), None)
-        label, score = (hit, 0.9) if hit else ("other", 0.3)
-        rest = tuple(Alternative(other, 0.05) for other in LABELS if other != label)
-        return Prediction(label, score, abstain and hit is None, rest, task, "v1", threshold=0.5)
-
-    def ready(self) -> bool:
-        return True
-
-
-class Env:
-    def __init__(self, http: TestClient, slack: SlackStandin, database: Database, settings: Settings) -> None:
-        self.http, self.slack, self.database, self.settings = http, slack, database, settings
-        self.worker = WorkerContext.build(settings, database, predictor=KeywordPredictor())  # type: ignore[arg-type]
+@dataclass
+class Env(Workflow):
+    slack: SlackStandin
 
     def post(self, route: str, body: bytes, *, secret: str = SIGNING_SECRET, **headers: str) -> Any:
         ts = str(int(time.time()))
@@ -92,39 +64,20 @@ class Env:
         sent = {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature, "Content-Type": kind}
         return self.http.post(f"/webhooks/acme/slack/{route}", content=body, headers=sent | headers)
 
-    def run_jobs(self) -> list[int]:
-        done: list[int] = []
-        while (job := run_one(self.worker, "test-worker")) is not None:
-            done.append(job)
-            assert len(done) < 50, "jobs keep coming"
-        return done
-
-    def feedback(self) -> list[tuple[str, str, str, str]]:
-        with self.database.session() as session:
-            rows = session.scalars(select(FeedbackRecord).order_by(FeedbackRecord.id)).all()
-            return [(r.task, r.label, r.author, r.source) for r in rows]
-
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slack: SlackStandin) -> Iterator[Env]:
-    monkeypatch.delenv("DESKPILOT_DATABASE_URL", raising=False)
-    settings = Settings(
-        env="test",
-        home=tmp_path,
-        workers=0,
+    with run_workflow(
+        tmp_path,
+        monkeypatch,
+        KeywordPredictor({"intent": INTENT}),
+        policy=POLICY.format(url=slack.url, bot=BOT_USER_ID),
+        make=partial(Env, slack=slack),
         job_backoff_s=0.05,
         webhook_secrets={"acme/slack": SIGNING_SECRET},
         connector_secrets={"slack-bot": DEFAULT_TOKEN},
-    )
-    database = Database(settings.db_url)
-    database.migrate()
-    PolicyStore(settings.policies_dir).put("acme", POLICY.format(url=slack.url, bot=BOT_USER_ID))
-    app = create_app(settings, predictor=KeywordPredictor(), database=database)  # type: ignore[arg-type]
-    with TestClient(app) as http:
-        made = Env(http, slack, database, settings)
-        yield made
-        made.worker.close()
-    database.dispose()
+    ) as env:
+        yield env
 
 
 def message_event(fixtures: Path, ts: str, text: str, event_id: str = "Ev0E2E0001") -> bytes:

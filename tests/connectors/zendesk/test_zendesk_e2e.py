@@ -7,33 +7,33 @@ seen by the stand-in; then an agent's change in Zendesk -> webhook -> feedback r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
+from support.workflow_harness import KeywordPredictor, Keywords, Workflow, run_workflow
 from support.zendesk_standin import ZendeskStandin
 
-from deskpilot.config import Settings
 from deskpilot.connectors.zendesk import sign
-from deskpilot.gateway import create_app
-from deskpilot.jobs.context import WorkerContext
-from deskpilot.jobs.runner import run_one
-from deskpilot.policy import PolicyStore
-from deskpilot.store import Database
-from deskpilot.store.models import FeedbackRecord, JobRecord
-from deskpilot.types import AdapterSummary, Alternative, Prediction
+from deskpilot.store.models import JobRecord
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "zendesk-webhook-signing-secret-for-acme"
 URL = "/webhooks/acme/zendesk"
-# (task, keyword) -> label; anything else gets the last label of the task
-LABELS = {"intent": ("network", "billing", "other"), "urgency": ("high", "normal", "low", "urgent")}
-KEYWORDS = {("intent", "vpn"): "network", ("intent", "invoice"): "billing", ("urgency", "vpn"): "high"}
+# keyword labels at 0.9, else the task's fallback at 0.6 (sure enough for the policy)
+PREDICTOR = KeywordPredictor(
+    {
+        "intent": Keywords(
+            {"vpn": "network", "invoice": "billing"}, "other", ("network", "billing", "other"), miss=0.6
+        ),
+        "urgency": Keywords({"vpn": "high"}, "normal", ("high", "normal", "low", "urgent"), miss=0.6),
+    }
+)
 
 POLICY = """\
 systems:
@@ -59,45 +59,8 @@ triage:
 
 
 @dataclass
-class FakePredictor:
-    """Keyword labels at 0.9, else the task's default at 0.6 (sure enough for the policy)."""
-
-    calls: int = 0
-
-    def predict(
-        self,
-        tenant: str,
-        task: str,
-        texts: Sequence[str],
-        *,
-        version: str | None = None,
-        abstain: bool = True,
-    ) -> list[Prediction]:
-        self.calls += 1
-        out = []
-        for text in texts:
-            hit = next(
-                (lab for (t, word), lab in KEYWORDS.items() if t == task and word in text.lower()), None
-            )
-            label = hit or ("normal" if task == "urgency" else "other")
-            rest = tuple(Alternative(lab, 0.05) for lab in LABELS[task] if lab != label)
-            out.append(Prediction(label, 0.9 if hit else 0.6, False, rest, task, "v1", threshold=0.5))
-        return out
-
-    def adapters(self, tenant: str) -> list[AdapterSummary]:
-        return []
-
-    def ready(self) -> bool:
-        return True
-
-
-@dataclass
-class World:
+class World(Workflow):
     zd: ZendeskStandin
-    http: TestClient
-    settings: Settings
-    database: Database
-    predictor: FakePredictor
 
     def post(self, name: str, *, secret: str = SECRET, **edits: Any) -> Any:
         body = (FIXTURES / name).read_bytes()
@@ -110,49 +73,23 @@ class World:
         headers = {**sign(secret, body), "Content-Type": "application/json"}
         return self.http.post(URL, content=body, headers=headers)
 
-    def work(self) -> int:
-        """Run jobs until none is left; how many ran."""
-        context = WorkerContext.build(self.settings, self.database, predictor=self.predictor)
-        ran = 0
-        try:
-            while run_one(context, "test-worker") is not None:
-                ran += 1
-                if ran > 50:
-                    raise AssertionError("jobs keep coming")
-        finally:
-            context.close()
-        return ran
-
-    def feedback(self) -> list[tuple[str, str, str, str]]:
-        with self.database.session() as session:
-            rows = session.scalars(select(FeedbackRecord).order_by(FeedbackRecord.id)).all()
-            return [(r.task, r.label, r.author, r.source) for r in rows]
-
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.delenv("DESKPILOT_DATABASE_URL", raising=False)
     with ZendeskStandin(email="deskpilot@acme.test", api_token="zd-api-token", bot_user_id=9001) as zd:
         zd.add_ticket(35436, subject="VPN keeps disconnecting", description="VPN drops every few minutes.")
         zd.add_ticket(35437, subject="Invoice 2024-118 charged twice", description="Refund one, please.")
-        settings = Settings(
-            env="test",
-            home=tmp_path,
-            workers=0,
+        with run_workflow(
+            tmp_path,
+            monkeypatch,
+            PREDICTOR,
+            policy=POLICY.format(url=zd.url),
+            make=partial(World, zd=zd),
             webhook_secrets={"acme/zendesk": SecretStr(SECRET)},
             connector_secrets={"zendesk-acme": SecretStr(zd.credential)},
             job_backoff_s=0.0,
-        )
-        PolicyStore(settings.policies_dir).put("acme", POLICY.format(url=zd.url))
-        database = Database(settings.db_url)
-        database.migrate()
-        predictor = FakePredictor()
-        app = create_app(settings, predictor=predictor, database=database)
-        try:
-            with TestClient(app) as http:
-                yield World(zd, http, settings, database, predictor)
-        finally:
-            database.dispose()
+        ) as world:
+            yield world
 
 
 def test_event_subscription_ticket_is_routed_and_a_group_correction_is_learned(world: World) -> None:
@@ -161,7 +98,7 @@ def test_event_subscription_ticket_is_routed_and_a_group_correction_is_learned(w
     (accepted,) = response.json()["accepted"]
     assert accepted["kind"] == "ticket" and accepted["duplicate"] is False
 
-    assert world.work() == 2  # process_ticket, then deliver_action
+    assert world.run_jobs() == 2  # process_ticket, then deliver_action
     (put,) = world.zd.seen("PUT")
     assert put.path == "/api/v2/tickets/35436.json"
     body = put.body["ticket"]
@@ -179,7 +116,7 @@ def test_event_subscription_ticket_is_routed_and_a_group_correction_is_learned(w
     # Zendesk retries the same delivery: stored once, nothing runs again
     again = world.post("event_ticket_created.json")
     assert again.status_code == 202 and again.json()["accepted"][0]["duplicate"] is True
-    assert world.work() == 0 and len(world.zd.seen("PUT")) == 1
+    assert world.run_jobs() == 0 and len(world.zd.seen("PUT")) == 1
 
     # deskpilot's own update echoed back by Zendesk: not a correction
     ours = world.post("event_group_assignment_changed.json", detail__actor_id="9001")
@@ -189,7 +126,7 @@ def test_event_subscription_ticket_is_routed_and_a_group_correction_is_learned(w
     # an agent moves it to Billing and raises the priority: two corrections
     assert world.post("event_group_assignment_changed.json").status_code == 202
     assert world.post("event_priority_changed.json").status_code == 202
-    assert world.work() == 2
+    assert world.run_jobs() == 2
     assert world.feedback() == [
         ("intent", "billing", "zendesk-user:7001", "zendesk"),
         ("urgency", "urgent", "zendesk-user:7002", "zendesk"),
@@ -199,7 +136,7 @@ def test_event_subscription_ticket_is_routed_and_a_group_correction_is_learned(w
 
 def test_trigger_template_ticket_is_routed_and_only_real_changes_become_feedback(world: World) -> None:
     assert world.post("trigger_ticket_created.json").status_code == 202
-    assert world.work() == 2
+    assert world.run_jobs() == 2
     (put,) = world.zd.seen("PUT")
     assert put.path == "/api/v2/tickets/35437.json"
     assert {k: v for k, v in put.body["ticket"].items() if k in ("group_id", "priority")} == {
@@ -209,19 +146,19 @@ def test_trigger_template_ticket_is_routed_and_only_real_changes_become_feedback
     # the trigger reports group (unchanged: Billing, as decided) and priority High (a correction)
     response = world.post("trigger_ticket_updated.json")
     assert [a["kind"] for a in response.json()["accepted"]] == ["field_change", "field_change"]
-    assert world.work() == 2
+    assert world.run_jobs() == 2
     assert world.feedback() == [("urgency", "high", "zendesk-user:7001", "zendesk")]
 
 
 def test_a_zendesk_outage_is_retried_and_a_forged_delivery_stores_nothing(world: World) -> None:
     forged = world.post("event_ticket_created.json", secret="not-the-secret")
     assert forged.status_code == 401
-    assert world.work() == 0 and world.zd.requests == []
+    assert world.run_jobs() == 0 and world.zd.requests == []
 
     world.zd.fail_next(1, 503, retry_after=0, method="GET")  # Zendesk down at the first read
     world.zd.fail_next(1, 429, retry_after=0, method="PUT")  # then rate-limited at the write
     assert world.post("event_ticket_created.json").status_code == 202
-    assert world.work() == 4  # process_ticket, deliver (503), deliver (429), deliver (done)
+    assert world.run_jobs() == 4  # process_ticket, deliver (503), deliver (429), deliver (done)
     assert [(r.method, r.status) for r in world.zd.requests] == [
         ("GET", 503),
         ("GET", 200),
@@ -237,7 +174,7 @@ def test_a_zendesk_outage_is_retried_and_a_forged_delivery_stores_nothing(world:
 def test_a_write_zendesk_refuses_goes_to_the_dead_letters(world: World) -> None:
     world.zd.groups.pop(360001)  # the policy names a group that was deleted in Zendesk
     assert world.post("event_ticket_created.json").status_code == 202
-    assert world.work() == 2
+    assert world.run_jobs() == 2
     assert [(r.method, r.status) for r in world.zd.requests][-1] == ("PUT", 422)
     with world.database.session() as session:
         jobs = session.execute(
