@@ -896,6 +896,83 @@ def bench_serve_cmd(
     Console().print(table)
 
 
+class IngressModel(StrEnum):
+    trained = "trained"
+    rules = "rules"
+
+
+@bench_app.command("ingress")
+def bench_ingress_cmd(
+    rate: Annotated[
+        float, typer.Option(min=0.1, help="Signed webhooks sent per second (open loop).")
+    ] = 200.0,
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds of sending.")] = 60.0,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker threads of the gateway's embedded pool.")
+    ] = 2,
+    model: Annotated[
+        IngressModel,
+        typer.Option(
+            help="trained: the demo policy, its queue and priority classifiers trained first (linear "
+            "probes); rules: overrides decide every ticket, no model runs"
+        ),
+    ] = IngressModel.trained,
+    connections: Annotated[int, typer.Option(min=1, max=1024, help="Keep-alive connections.")] = 64,
+    drain_timeout: Annotated[
+        float, typer.Option(min=1.0, help="Seconds to wait after the last send for every ticket.")
+    ] = 600.0,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for ingress.json [default: evaluation/results]")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Markdown to update [default: evaluation/RESULTS.md]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Webhook ingress on loopback: ack latency, errors, every ticket processed (not in CI)."""
+    import shlex
+
+    with user_errors():
+        from deskpilot.evaluation.bench_ingress import (
+            RESULTS_DIR,
+            RESULTS_MD,
+            IngressConfig,
+            run_ingress,
+            summary,
+        )
+
+        config = IngressConfig(
+            rate=rate,
+            duration_s=duration,
+            workers=workers,
+            model=model.value,
+            connections=connections,
+            drain_timeout_s=drain_timeout,
+        )
+        with progress_bar(enabled=sys.stderr.isatty() or not as_json) as progress:
+            results = run_ingress(
+                config,
+                out_dir=out or RESULTS_DIR,
+                markdown=markdown or RESULTS_MD,
+                command="deskpilot " + shlex.join(sys.argv[1:]),
+                log=say,
+                progress=progress,
+            )
+    figures = summary(results)
+    if as_json:
+        emit_json(figures)
+        return
+    table = Table(title="ingress")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        if not isinstance(value, dict):
+            table.add_row(key, _fmt(value))
+    for key, met in figures["requirements"].items():
+        table.add_row(f"requirement {key}", "met" if met else "NOT MET")
+    Console().print(table)
+
+
 # --- policy --------------------------------------------------------------------------
 def _task_summary(spec: Any) -> str:
     parts = [f"{len(spec.destinations)} labels mapped"] if spec.destinations else []

@@ -87,6 +87,7 @@ def test_sqlite_wal_foreign_keys_and_folder(tmp_path: Path) -> None:
             pragma = connection.exec_driver_sql
             assert pragma("PRAGMA journal_mode").scalar() == "wal"
             assert pragma("PRAGMA foreign_keys").scalar() == 1
+            assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
             assert pragma("PRAGMA busy_timeout").scalar() == 5000
     finally:
         database.dispose()
