@@ -129,6 +129,9 @@ class IngressConfig:
     seed: int = 0
     job_poll_s: float | None = None  # None: the server's default
     extra_env: dict[str, str] = field(default_factory=dict)
+    # True: the workers run as a separate `deskpilot worker --threads N` process, so they do
+    # not share the gateway's interpreter lock; False: threads inside `deskpilot serve`
+    worker_process: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -313,6 +316,26 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return ""
+
+
+@contextlib.contextmanager
+def worker_process(env: dict[str, str], home: Path, cfg: IngressConfig) -> Iterator[None]:
+    """``deskpilot worker --threads N`` beside the gateway, when the config asks for one."""
+    if not cfg.worker_process:
+        yield
+        return
+    with (home / "worker.log").open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deskpilot.cli", "worker", "--threads", str(cfg.workers)],
+            env=env,
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+    try:
+        yield
+    finally:
+        _stop(proc)
 
 
 @contextlib.contextmanager
@@ -741,7 +764,8 @@ def run_ingress(
                 policy_text(cfg.model, helpdesk_url), encoding="utf-8"
             )
             say(f"starting deskpilot serve ({cfg.workers} worker threads, SQLite, model: {cfg.model})")
-            with serve(env, home, cfg.ready_timeout_s) as (url, server):
+            serve_env = {**env, "DESKPILOT_WORKERS": "0"} if cfg.worker_process else env
+            with serve(serve_env, home, cfg.ready_timeout_s) as (url, server), worker_process(env, home, cfg):
                 say(f"sending {n:,} signed webhooks at {cfg.rate:g}/s for {cfg.duration_s:g} s to {url}")
                 cpu_before = {"server": _cpu_seconds(server.pid), "standin": _cpu_seconds(desk.pid)}
                 client_cpu = time.process_time()
@@ -874,7 +898,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "date": results["date"],
         **{k: results[k] for k in KEYS},
         "requirements": {k: v["met"] for k, v in results["requirements"].items()},
-        "settings": {k: settings[k] for k in ("rate", "duration_s", "workers", "model", "connections", "db")},
+        "settings": {
+            k: settings[k]
+            for k in ("rate", "duration_s", "workers", "worker_process", "model", "connections", "db")
+            if k in settings
+        },
         "machine": {k: results["machine"].get(k) for k in ("cpu", "usable_cores")},
     }
 

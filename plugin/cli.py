@@ -918,6 +918,13 @@ def bench_ingress_cmd(
         ),
     ] = IngressModel.trained,
     connections: Annotated[int, typer.Option(min=1, max=1024, help="Keep-alive connections.")] = 64,
+    worker_process: Annotated[
+        bool,
+        typer.Option(
+            "--worker-process/--embedded-workers",
+            help="Run the workers as a separate `deskpilot worker` process instead of threads in serve",
+        ),
+    ] = False,
     drain_timeout: Annotated[
         float, typer.Option(min=1.0, help="Seconds to wait after the last send for every ticket.")
     ] = 600.0,
@@ -948,6 +955,7 @@ def bench_ingress_cmd(
             model=model.value,
             connections=connections,
             drain_timeout_s=drain_timeout,
+            worker_process=worker_process,
         )
         with progress_bar(enabled=sys.stderr.isatty() or not as_json) as progress:
             results = run_ingress(
