@@ -7,39 +7,19 @@ the README's curl over HTTP.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support.served import demo_generator, serve
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _generator() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "generate_tickets", ROOT / "examples" / "generate_tickets.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +47,7 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.Co
 
 @pytest.fixture(scope="module")
 def trained(home: Path, env: dict[str, str]) -> dict[str, Any]:
-    gen = _generator()
+    gen = demo_generator()
     rows = gen.generate(n=900, seed=11)
     gen.write_csv(rows[:700], home / "train.csv")
     gen.write_csv(rows[700:], home / "test.csv")
@@ -94,36 +74,8 @@ def test_cli_training_on_demo_tickets_with_the_packaged_encoder(trained: dict[st
 
 @pytest.fixture(scope="module")
 def server(trained: dict[str, Any], env: dict[str, str], home: Path) -> Iterator[str]:
-    port = _free_port()
-    log = home / "serve.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deskpilot.cli", "serve", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"deskpilot serve exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("deskpilot serve did not become ready within 120 s")
+    with serve(env, home) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_served_gateway_answers_the_readme_curl(server: str, env: dict[str, str]) -> None:

@@ -8,16 +8,13 @@ The encoder is the real packaged one, trained as a quick linear probe (``--prese
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +22,15 @@ import httpx
 import pytest
 from jobs_support import redis_url, require_port
 from support.helpdesk_standin import HelpdeskStandin
+from support.served import ROOT, demo_generator, serve
 
 from deskpilot.connectors.generic import sign
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "helpdesk-token"
 WEBHOOK_SECRET = "whsec-e2e-0123456789"
 TENANT = "default"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _generator() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "generate_tickets", ROOT / "examples" / "generate_tickets.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 600) -> dict[str, Any]:
@@ -70,7 +50,7 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 600) -> dict[str, Any
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An adapter folder with queue and priority classifiers, copied into each backend's home."""
     home = tmp_path_factory.mktemp("trained")
-    gen = _generator()
+    gen = demo_generator()
     gen.write_csv(gen.generate(n=600, seed=5), home / "train.csv")
     env = _env(home)
     for task in ("queue", "priority"):
@@ -127,49 +107,6 @@ class Flow:
         pytest.fail(f"ticket {ticket_id} was not processed in {timeout} s: {ticket}")
 
 
-@contextmanager
-def _serve(env: dict[str, str], home: Path) -> Iterator[str]:
-    port = _free_port()
-    log = home / "serve.log"
-    with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "deskpilot.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"deskpilot serve exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("deskpilot serve did not become ready within 120 s")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @pytest.fixture(params=["embedded", pytest.param("celery", marks=pytest.mark.services)])
 def flow(request: pytest.FixtureRequest, trained: Path, tmp_path: Path) -> Iterator[Flow]:
     home = tmp_path / "home"
@@ -214,7 +151,7 @@ def flow(request: pytest.FixtureRequest, trained: Path, tmp_path: Path) -> Itera
     else:
         env = _env(home, DESKPILOT_WORKERS="1")
     try:
-        with _serve(env, home) as url:
+        with serve(env, home) as url:
             key = _cli(env, "keys", "create", "--json")["key"]
             flow = Flow(url, key, desk, env)
             try:
