@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from deskpilot.adapters.serving import Engine, Request
+from deskpilot.errors import DeskpilotError
 from deskpilot.types import AdapterSummary, Prediction
 
 _Item = tuple[Request, "Future[list[Prediction]]"]
@@ -67,6 +68,12 @@ class MicroBatcher:
         """The most similar training rows (an explanation aid); one pass, outside the batch queue."""
         result: list[dict[str, Any]] = self.engine.similar(tenant, task, text, k=k, version=version)
         return result
+
+    def explain(
+        self, tenant: str, tasks: Sequence[str], text: str, *, k: int = 3
+    ) -> dict[str, tuple[Prediction, list[dict[str, Any]]] | DeskpilotError]:
+        """Every task of one ticket in one mixed pass, with similar rows (see :meth:`Engine.explain`)."""
+        return self.engine.explain(tenant, tasks, text, k=k)
 
     def ready(self) -> bool:
         return self.engine.ready() and self._worker.is_alive()

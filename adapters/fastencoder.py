@@ -463,6 +463,7 @@ class FastEncoder:
             )
         self.arena: _Arena | None = None
         self.adapters: dict[str, int] = {}  # adapter key -> arena slot
+        self.bare: set[str] = set()  # adapter keys whose LoRA is all zero: the base itself
         self.merged_key: str | None = None
         self._merged: list[_LayerWeights] | None = None
         self._streak: tuple[str | None, int] = (None, 0)
@@ -496,6 +497,13 @@ class FastEncoder:
         if found is None:
             return False
         rank, weights = found
+        # an untrained LoRA (B = 0, e.g. a --preset fast probe) changes nothing: run the bare
+        # base for it, with no slot and nothing to merge
+        weights = {where: ab for where, ab in weights.items() if bool(ab[1].any())}
+        if not weights:
+            self.remove(key)
+            self.bare.add(key)
+            return True
         if self.arena is None:
             # bf16 encoders keep LoRA in bf16 too (half the memory; see _pieces)
             self.arena = _Arena(self.num_layers, self.hidden, self.intermediate, rank, self.dtype)
@@ -506,6 +514,7 @@ class FastEncoder:
         return True
 
     def remove(self, key: str) -> None:
+        self.bare.discard(key)
         slot = self.adapters.pop(key, None)
         if slot is not None and self.arena is not None:
             self.arena.remove(slot)
@@ -560,6 +569,8 @@ class FastEncoder:
         out = torch.empty(n, self.hidden)
         if n == 0:
             return out
+        if self.bare:
+            keys = [None if k in self.bare else k for k in keys]
         order = sorted(range(n), key=lambda i: -len(token_ids[i]))
         for start in range(0, n, batch_size):
             chunk = order[start : start + batch_size]

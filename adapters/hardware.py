@@ -37,11 +37,26 @@ def use_bf16(setting: str = "auto", device: str = "cpu") -> bool:
     return cpu_has_fast_bf16()
 
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def server_threads(threads: int | None = None) -> int:
+    """Intra-op threads for a server's models: all cores but one unless set.
+
+    A server's passes are small (a ticket, a micro-batch) and share the machine with its
+    event loop, database and HTTP calls. Measured on 2 busy cores, a worker routing one ticket
+    at a time did 38.5 tickets/s with 1 torch thread and 2.9 with 2: the second thread's
+    barrier spins on a core someone else needs.
+    """
+    return threads if threads is not None else max(1, usable_cores() - 1)
+
+
 def configure_threads(threads: int | None = None) -> int:
     import torch
 
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = usable_cores()
     n = max(1, int(threads))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

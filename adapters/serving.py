@@ -23,6 +23,7 @@ with the adapter's ``examples.safetensors``, loaded on first use (``predict`` ne
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from deskpilot.adapters.catalog import BaseModel, resolve
 from deskpilot.adapters.classifier import HEAD_FILE, data_hash
 from deskpilot.adapters.encoding import embed, load_encoder, load_tokenizer, tokenize
 from deskpilot.adapters.fastencoder import FastEncoder, supports
-from deskpilot.adapters.hardware import configure_threads, use_bf16
+from deskpilot.adapters.hardware import configure_threads, server_threads, use_bf16
 from deskpilot.adapters.registry import CARD, CHAMPION, AdapterCard, Registry
 from deskpilot.config import Settings
 from deskpilot.errors import AdapterNotFoundError, DeskpilotError, InputDataError
@@ -46,6 +47,9 @@ from deskpilot.types import AdapterSummary, Alternative, Prediction
 TOP_K = 3
 FAST = "fast"
 PEFT = "peft"
+
+
+logger = logging.getLogger("deskpilot.serving")
 
 
 @dataclass
@@ -96,12 +100,12 @@ class _Base:
 
     def has(self, head: _Head) -> bool:
         if head.backend == FAST:
-            return self.fast is not None and head.key in self.fast.adapters
+            return self.fast is not None and (head.key in self.fast.adapters or head.key in self.fast.bare)
         return self.peft is not None and head.key in self.peft.peft_config
 
     def adapter_names(self) -> set[str]:
         """Adapters whose weights are loaded, in either backend."""
-        names = set(self.fast.adapters) if self.fast is not None else set()
+        names = set(self.fast.adapters) | self.fast.bare if self.fast is not None else set()
         return names | (set(self.peft.peft_config) if self.peft is not None else set())
 
     def detach(self, key: str) -> None:
@@ -204,11 +208,12 @@ class Engine:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, warm: bool = True) -> Engine:
+        """The engine a server runs (``deskpilot serve``, ``deskpilot worker``)."""
         engine = cls(
             Registry(settings.adapters_dir),
             max_resident=settings.max_adapters_resident,
             batch_size=settings.engine_batch_texts,
-            threads=settings.threads,
+            threads=server_threads(settings.threads),
             bf16=settings.bf16,
         )
         if warm:
@@ -277,13 +282,16 @@ class Engine:
             raise result
         return result
 
-    def predict_many(self, requests: Sequence[Request]) -> list[list[Prediction] | DeskpilotError]:
+    def predict_many(
+        self, requests: Sequence[Request], *, embeddings: dict[int, torch.Tensor] | None = None
+    ) -> list[list[Prediction] | DeskpilotError]:
         """Answer several requests; those on one base share forward passes.
 
         Rows of different adapters go through the encoder together (one pass, each row
         with its own LoRA); each request then gets its own head, calibration and
         thresholds. A request that cannot be served (unknown task, say) gets its error in
-        place of a result.
+        place of a result. ``embeddings``, when given, receives each served request's encoder
+        embeddings by request index (what :meth:`explain` searches the examples with).
         """
         results: list[list[Prediction] | DeskpilotError] = [[] for _ in requests]
         groups: dict[str, list[tuple[int, _Head]]] = {}
@@ -308,7 +316,7 @@ class Engine:
                 keys.add(item[1].key)
                 chunks[-1].append(item)
             for chunk in chunks:
-                self._run_chunk(base, chunk, requests, results)
+                self._run_chunk(base, chunk, requests, results, embeddings)
         return results
 
     def probabilities(
@@ -325,7 +333,40 @@ class Engine:
         """The ``k`` training rows most like ``text`` (``text``, ``label``, cosine ``score``), so a
         person can see why a decision went its way; [] for adapters that kept none (trained
         before ``examples.safetensors``, or without ``train.jsonl``)."""
+        if k < 1 or not text:
+            return []
         head, base = self._head(tenant, task, version)
+        # the same embedding _head_scores compares with the centroids
+        emb = self._embed(base, [(head, tokenize(base.tokenizer, [text], head.max_length))])
+        return self._search(head, emb[0], k)
+
+    def explain(
+        self, tenant: str, tasks: Sequence[str], text: str, *, k: int = 3
+    ) -> dict[str, tuple[Prediction, list[dict[str, Any]]] | DeskpilotError]:
+        """Each task's prediction for ``text`` with its ``k`` most similar training rows.
+
+        One encoder pass for all the tasks (a mixed-adapter batch), and the similar rows are
+        found with the embedding the prediction used: a worker routing a ticket on several
+        tasks pays for one forward, not one per task and another per explanation.
+        """
+        requests = [Request(tenant, task, [text]) for task in tasks]
+        rows: dict[int, torch.Tensor] = {}
+        results = self.predict_many(requests, embeddings=rows)
+        out: dict[str, tuple[Prediction, list[dict[str, Any]]] | DeskpilotError] = {}
+        for i, (task, result) in enumerate(zip(tasks, results, strict=True)):
+            if isinstance(result, DeskpilotError):
+                out[task] = result
+                continue
+            similar: list[dict[str, Any]] = []
+            try:
+                head, _ = self._head(tenant, task, result[0].adapter_version)
+                similar = self._search(head, rows[i][0], k) if k > 0 and text else []
+            except Exception:  # an explanation must never fail a prediction
+                logger.warning("similar-row lookup failed for %s/%s", tenant, task, exc_info=True)
+            out[task] = (result[0], similar)
+        return out
+
+    def _search(self, head: _Head, emb: torch.Tensor, k: int) -> list[dict[str, Any]]:
         card = head.card
         folder = self.registry.path(card.tenant, card.task, card.version)
 
@@ -333,11 +374,7 @@ class Engine:
             return not card.data_hash or data_hash(texts, labels) == card.data_hash
 
         kept = self._examples.get(folder, rows_match)
-        if kept is None or k < 1 or not text:
-            return []
-        # the same embedding _head_scores compares with the centroids
-        emb = self._embed(base, [(head, tokenize(base.tokenizer, [text], head.max_length))])
-        return kept.search(emb[0], k)
+        return kept.search(emb, k) if kept is not None else []
 
     # --- internals -------------------------------------------------------------------
     def _run_chunk(
@@ -346,6 +383,7 @@ class Engine:
         chunk: list[tuple[int, _Head]],
         requests: Sequence[Request],
         results: list[list[Prediction] | DeskpilotError],
+        embeddings: dict[int, torch.Tensor] | None = None,
     ) -> None:
         # one tokenizer call per max_length, not one per request
         by_length: dict[int, list[int]] = {}
@@ -368,6 +406,8 @@ class Engine:
         for n, (_, head) in enumerate(chunk):
             spans.setdefault(head.key, []).append((n, offset, offset + len(features[n])))
             heads[head.key] = head
+            if embeddings is not None:
+                embeddings[chunk[n][0]] = emb[offset : offset + len(features[n])]
             offset += len(features[n])
         for key, parts in spans.items():
             head = heads[key]

@@ -59,9 +59,39 @@ def _note(decisions: Sequence[RouteDecision], predictions: Mapping[str, Predicti
     )
 
 
-def _similar(context: WorkerContext, tenant: str, task: str, text: str) -> list[dict[str, Any]] | None:
-    """The most similar training tickets, where the predictor can tell (an explanation aid)."""
-    finder = getattr(context.predictor(), "similar", None)
+def _predict(
+    context: WorkerContext, tenant: str, tasks: Sequence[str], text: str
+) -> dict[str, tuple[Prediction, list[dict[str, Any]] | None] | AdapterNotFoundError]:
+    """Each task's prediction with the most similar training tickets (an explanation aid).
+
+    A predictor with ``explain`` (the engine) answers every task in one pass; any other
+    :class:`~deskpilot.tasks.classify.Predictor` is asked task by task (and ``similar``, where
+    it has one).
+    """
+    predictor = context.predictor()
+    out: dict[str, tuple[Prediction, list[dict[str, Any]] | None] | AdapterNotFoundError] = {}
+    explain = getattr(predictor, "explain", None)
+    if callable(explain) and tasks:
+        answers: dict[str, Any] = explain(tenant, list(tasks), text, k=3)
+        for task in tasks:
+            answer = answers[task]
+            if isinstance(answer, AdapterNotFoundError):
+                out[task] = answer
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                out[task] = (answer[0], answer[1])
+        return out
+    for task in tasks:
+        try:
+            out[task] = (predictor.predict(tenant, task, [text])[0], _similar(predictor, tenant, task, text))
+        except AdapterNotFoundError as exc:
+            out[task] = exc
+    return out
+
+
+def _similar(predictor: Any, tenant: str, task: str, text: str) -> list[dict[str, Any]] | None:
+    finder = getattr(predictor, "similar", None)
     if not callable(finder):
         return None
     try:
@@ -96,17 +126,15 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
     predictions: dict[str, Prediction] = {}
     explanations: dict[str, dict[str, Any]] = {}
     overridden = matching_overrides(policy, ticket)
-    for task in policy.tasks:
-        if task in overridden:  # a rule decides: the model is not asked (and not loaded)
+    # a rule decides an overridden task: the model is not asked (and not loaded)
+    asked = [task for task in policy.tasks if task not in overridden]
+    for task, answer in _predict(context, tenant, asked, ticket.text).items():
+        if isinstance(answer, AdapterNotFoundError):
+            explanations[task] = {"error": answer.message}
             continue
-        predictor = context.predictor()
-        try:
-            prediction = predictor.predict(tenant, task, [ticket.text])[0]
-        except AdapterNotFoundError as exc:
-            explanations[task] = {"error": exc.message}
-            continue
+        prediction, similar = answer
         predictions[task] = prediction
-        explanations[task] = _explanation(prediction, _similar(context, tenant, task, ticket.text))
+        explanations[task] = _explanation(prediction, similar)
     decisions = route(policy, ticket, predictions)
     planned = plan_actions(
         policy, tenant, ticket_id, external_id, decisions, decision_key=f"{tenant}:ticket:{ticket_id}"

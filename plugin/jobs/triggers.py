@@ -128,14 +128,13 @@ def enqueue_retrain(
         payload["requested_by"] = requested_by
     if max_minutes:
         payload["max_minutes"] = max_minutes
-    job = queue.enqueue(
+    return queue.enqueue(
         session,
         tenant_id,
         RETRAIN,
         payload,
         max_attempts=max_attempts if max_attempts is not None else settings.job_max_attempts,
     )
-    return job.id
 
 
 def maybe_enqueue_retrain(session: Session, tenant_id: int, task: str, settings: Settings) -> int | None:

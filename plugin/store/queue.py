@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from deskpilot.errors import ConflictError, NotFoundError
@@ -20,6 +20,7 @@ from deskpilot.errors import ConflictError, NotFoundError
 from .models import JobRecord, utcnow
 
 MAX_ERROR_CHARS = 2_000
+_INSERT_JOB = insert(JobRecord.__table__).returning(JobRecord.__table__.c.id)
 
 
 def enqueue(
@@ -30,18 +31,22 @@ def enqueue(
     *,
     max_attempts: int = 5,
     run_after: datetime | None = None,
-) -> JobRecord:
-    """Add a job in the caller's transaction: it exists exactly when the caller's writes do."""
-    job = JobRecord(
-        tenant_id=tenant_id,
-        kind=kind,
-        payload=payload,
-        max_attempts=max_attempts,
-        run_after=run_after or utcnow(),
-    )
-    session.add(job)
-    session.flush()
-    return job
+) -> int:
+    """Add a job in the caller's transaction (it exists exactly when the caller's writes do): its id.
+
+    A prepared Core INSERT ... RETURNING, not an ORM flush: the webhook path enqueues on every delivery.
+    """
+    now = utcnow()
+    values = {
+        "tenant_id": tenant_id,
+        "kind": kind,
+        "payload": payload,
+        "max_attempts": max_attempts,
+        "run_after": run_after or now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return int(session.connection().execute(_INSERT_JOB, values).scalar_one())
 
 
 def _visible(now: datetime) -> Any:

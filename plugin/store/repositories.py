@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -139,6 +139,15 @@ def _tenant_id(session: Session, slug: str) -> int | None:
     if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
         return None
     return session.scalars(select(Tenant.id).where(Tenant.slug == slug)).one_or_none()
+
+
+_TENANT_ID = select(Tenant.__table__.c.id).where(Tenant.__table__.c.slug == bindparam("slug"))
+
+
+def tenant_id_for(session: Session, slug: str) -> int:
+    """The tenant's id, creating the tenant on first use: one prepared lookup on the hot path."""
+    found = session.connection().execute(_TENANT_ID, {"slug": validate_slug(slug)}).scalar_one_or_none()
+    return int(found) if found is not None else get_or_create_tenant(session, slug).id
 
 
 # API keys --------------------------------------------------------------------------------

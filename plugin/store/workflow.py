@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from deskpilot.errors import ConflictError, InputDataError, NotFoundError
@@ -30,7 +30,7 @@ from .models import (
     TicketRecord,
     utcnow,
 )
-from .repositories import _insert, get_or_create_tenant, get_tenant
+from .repositories import _insert, get_tenant, tenant_id_for
 
 PROCESS_TICKET = "process_ticket"
 DELIVER_ACTION = "deliver_action"
@@ -38,6 +38,20 @@ RETRAIN = "retrain"
 APPLY_FEEDBACK = "apply_feedback"
 ANSWER_QUERY = "answer_query"
 MAX_DELIVERY_ID_CHARS = 200
+
+
+_TICKETS = TicketRecord.__table__
+_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
+_INBOX = InboxEvent.__table__
+_ANSWER_INBOX = (
+    update(_INBOX)
+    .where(_INBOX.c.id == bindparam("row_id"))
+    .values(
+        ticket_id=bindparam("new_ticket_id"),
+        response=bindparam("new_response", type_=_INBOX.c.response.type),
+    )
+)
+_INSERT_AUDIT = insert(AuditEntry.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +76,10 @@ def audit(
     *,
     ticket_id: int | None = None,
 ) -> None:
-    session.add(AuditEntry(tenant_id=tenant_id, ticket_id=ticket_id, kind=kind, actor=actor, data=data or {}))
+    session.connection().execute(
+        _INSERT_AUDIT,
+        {"tenant_id": tenant_id, "ticket_id": ticket_id, "kind": kind, "actor": actor, "data": data or {}},
+    )
 
 
 def audit_log(
@@ -119,43 +136,62 @@ def accept_ticket(
     """
     _check_delivery_id(delivery_id)
     fingerprint = _fingerprint(asdict(ticket))
-    owner = get_or_create_tenant(session, tenant)
+    tenant_id = tenant_id_for(session, tenant)
     source = ticket.source
-    claimed = _claim_delivery(session, owner.id, source, delivery_id, "ticket", fingerprint, replay_key)
+    claimed = _claim_delivery(session, tenant_id, source, delivery_id, "ticket", fingerprint, replay_key)
     if isinstance(claimed, Accepted):
         return claimed
-    inserted = claimed
-    record = TicketRecord(
-        tenant_id=owner.id,
-        source=source,
-        external_id=ticket.external_id,
-        subject=ticket.subject,
-        body=ticket.body,
-        requester=ticket.requester,
-        meta=dict(ticket.metadata),
-        state="received",
+    # prepared Core statements throughout: this runs for every delivery, and the ORM's unit of
+    # work and per-call statement building cost more than the statements themselves
+    connection = session.connection()
+    now = utcnow()
+    ticket_id = int(
+        connection.execute(
+            _INSERT_TICKET,
+            {
+                "tenant_id": tenant_id,
+                "source": source,
+                "external_id": ticket.external_id,
+                "subject": ticket.subject,
+                "body": ticket.body,
+                "requester": ticket.requester,
+                "metadata": dict(ticket.metadata),
+                "state": "received",
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
     )
-    session.add(record)
-    session.flush()
-    job = queue.enqueue(
-        session, owner.id, PROCESS_TICKET, {"ticket_id": record.id}, max_attempts=max_attempts
+    job_id = queue.enqueue(
+        session, tenant_id, PROCESS_TICKET, {"ticket_id": ticket_id}, max_attempts=max_attempts
     )
-    response = {"ticket_id": record.id, "job_id": job.id, "state": "received"}
-    session.execute(
-        update(InboxEvent)
-        .where(InboxEvent.id == inserted)
-        .values(ticket_id=record.id, response=response)
-        .execution_options(synchronize_session=False)
+    response = {"ticket_id": ticket_id, "job_id": job_id, "state": "received"}
+    connection.execute(
+        _ANSWER_INBOX, {"row_id": claimed, "new_ticket_id": ticket_id, "new_response": response}
     )
     audit(
         session,
-        owner.id,
+        tenant_id,
         "ticket.received",
         actor,
         {"source": source, "delivery_id": delivery_id, "external_id": ticket.external_id},
-        ticket_id=record.id,
+        ticket_id=ticket_id,
     )
-    return Accepted(ticket_id=record.id, job_id=job.id, duplicate=False, response=response)
+    return Accepted(ticket_id=ticket_id, job_id=job_id, duplicate=False, response=response)
+
+
+_CLAIMS: dict[str, Any] = {}
+
+
+def _claim_statement(session: Session) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id for the inbox, built once per dialect."""
+    name = session.get_bind().dialect.name
+    if name not in _CLAIMS:
+        dialect_insert = _insert(session)
+        if dialect_insert is None:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            raise InputDataError(f"unsupported database dialect {name}")
+        _CLAIMS[name] = dialect_insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.id)
+    return _CLAIMS[name]
 
 
 def _claim_delivery(
@@ -168,24 +204,24 @@ def _claim_delivery(
     replay_key: str | None,
 ) -> int | Accepted:
     """The new inbox row's id, or the answer given to the first copy of this delivery."""
-    dialect_insert = _insert(session)
-    if dialect_insert is None:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise InputDataError(f"unsupported database dialect {session.get_bind().dialect.name}")
-    inserted = session.execute(
-        dialect_insert(InboxEvent)
-        .values(
-            tenant_id=tenant_id,
-            source=source,
-            delivery_id=delivery_id,
-            kind=kind,
-            fingerprint=fingerprint,
-            replay_key=replay_key,
-            response={},
-            received_at=utcnow(),
+    statement = _claim_statement(session)
+    inserted = (
+        session.connection()
+        .execute(
+            statement,
+            {
+                "tenant_id": tenant_id,
+                "source": source,
+                "delivery_id": delivery_id,
+                "kind": kind,
+                "fingerprint": fingerprint,
+                "replay_key": replay_key,
+                "response": {},
+                "received_at": utcnow(),
+            },
         )
-        .on_conflict_do_nothing()
-        .returning(InboxEvent.id)
-    ).scalar_one_or_none()
+        .scalar_one_or_none()
+    )
     if inserted is not None:
         return int(inserted)
     existing = session.scalars(
@@ -244,21 +280,21 @@ def accept_event(
     _check_delivery_id(event.delivery_id)
     data = asdict(payload)
     fingerprint = _fingerprint({"kind": event.kind, **data})
-    owner = get_or_create_tenant(session, event.tenant)
+    tenant_id = tenant_id_for(session, event.tenant)
     claimed = _claim_delivery(
-        session, owner.id, event.source, event.delivery_id, event.kind, fingerprint, replay_key
+        session, tenant_id, event.source, event.delivery_id, event.kind, fingerprint, replay_key
     )
     if isinstance(claimed, Accepted):
         return claimed
     job_kind = ANSWER_QUERY if event.kind == "query" else APPLY_FEEDBACK
-    job = queue.enqueue(
+    job_id = queue.enqueue(
         session,
-        owner.id,
+        tenant_id,
         job_kind,
         {"kind": event.kind, "source": event.source, "event": data},
         max_attempts=max_attempts,
     )
-    response = {"kind": event.kind, "job_id": job.id, "state": "received"}
+    response = {"kind": event.kind, "job_id": job_id, "state": "received"}
     session.execute(
         update(InboxEvent)
         .where(InboxEvent.id == claimed)
@@ -267,7 +303,7 @@ def accept_event(
     )
     audit(
         session,
-        owner.id,
+        tenant_id,
         f"{event.kind}.received",
         actor,
         {
@@ -276,7 +312,7 @@ def accept_event(
             **{k: v for k, v in data.items() if k != "text"},
         },
     )
-    return Accepted(ticket_id=0, job_id=job.id, duplicate=False, response=response)
+    return Accepted(ticket_id=0, job_id=job_id, duplicate=False, response=response)
 
 
 def find_ticket(session: Session, tenant_id: int, source: str, external_id: str) -> TicketRecord | None:
@@ -412,10 +448,11 @@ def record_decisions(
         )
         session.add(outbox)
         session.flush()
-        job = queue.enqueue(
-            session, ticket.tenant_id, DELIVER_ACTION, {"outbox_id": outbox.id}, max_attempts=max_attempts
+        job_ids.append(
+            queue.enqueue(
+                session, ticket.tenant_id, DELIVER_ACTION, {"outbox_id": outbox.id}, max_attempts=max_attempts
+            )
         )
-        job_ids.append(job.id)
     abstained = any(d.abstained for d in decisions)
     ticket.state = "triage" if abstained else "routed"
     ticket.updated_at = utcnow()

@@ -8,6 +8,7 @@ against the PEFT module tree (the training-time model) or the fp32 fast path.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,11 +75,15 @@ def test_unsupported_lora_falls_back_to_peft_and_mixes_with_fast_rows(
 def test_many_adapters_in_one_pass_each_answer_as_alone(
     registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
 ) -> None:
-    """More adapters than the first slot stack holds (8): the stacks grow, every row keeps its own."""
+    """More LoRA adapters than the first slot stack holds (8): the stacks grow, every row keeps
+    its own; probe-only adapters (an all-zero LoRA) run as the bare base, with no slot."""
     tasks = []
-    for i in range(11):
+    for i in range(18):
         trained = trained_intent if i % 2 else trained_device
-        tasks.append((register(trained, task=f"t{i}").task, trained))
+        card = register(trained, task=f"t{i}")
+        if trained is trained_intent:
+            _nonzero(registry.path("acme", card.task, card.version), seed=i)
+        tasks.append((card.task, trained))
     engine = Engine(registry)
     alone = {task: _probs(engine, task, trained.heldout) for task, trained in tasks}
     requests = [
@@ -99,13 +104,15 @@ def test_many_adapters_in_one_pass_each_answer_as_alone(
         )
         assert abs(result[0].score - float(expected.max())) <= 1e-5
     (base,) = engine._bases.values()
-    assert base.fast is not None and base.fast.arena is not None and base.fast.arena.capacity >= 11
+    assert base.fast is not None and base.fast.arena is not None
+    assert len(base.fast.adapters) == 9 and base.fast.arena.capacity >= 9
+    assert len(base.fast.bare) == 9
 
 
 def test_the_hot_adapter_is_merged_and_answers_as_unmerged(
     registry: Registry, register: Register, trained_intent: Trained, trained_device: Trained
 ) -> None:
-    register(trained_intent)
+    _nonzero(registry.path("acme", "intent", register(trained_intent).version))
     register(trained_device)
     engine = Engine(registry)
     first = _probs(engine, "intent", trained_intent.heldout[:3])  # 3 rows, first pass: unmerged
@@ -182,8 +189,9 @@ def test_lora_weights_are_fresh_copies(tiny_base: object, trained_intent: Traine
     from deskpilot.adapters.encoding import load_encoder
 
     fast = FastEncoder(load_encoder(tiny_base))  # type: ignore[arg-type]
-    assert fast.load("a", trained_intent.directory)
-    assert fast.load("b", trained_intent.directory)
+    lora = _lora_copy(trained_intent.directory, tmp_path / "lora")
+    assert fast.load("a", lora)
+    assert fast.load("b", lora)
     assert fast.arena is not None
     sa, sb = fast.adapters["a"], fast.adapters["b"]
     assert sa != sb
@@ -246,11 +254,13 @@ def test_lora_on_the_top_layer_only(
     assert base.fast.arena.adapts(0, "qkv", [base.fast.adapters["acme__device__v1"]])
 
 
-def _nonzero(path: Path) -> None:
+def _nonzero(path: Path, seed: int = 1) -> None:
+    """Random LoRA B matrices: the tiny test adapters keep their probe epoch, whose B is zero,
+    and an all-zero LoRA runs as the bare base (no slot, nothing to merge)."""
     from safetensors.torch import load_file, save_file
 
     weights = load_file(str(path / "adapter_model.safetensors"))
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator().manual_seed(seed)
     save_file(
         {
             k: (0.05 * torch.randn(v.shape, generator=generator)) if ".lora_B." in k else v.contiguous()
@@ -260,8 +270,14 @@ def _nonzero(path: Path) -> None:
     )
 
 
+def _lora_copy(directory: Path, target: Path, seed: int = 1) -> Path:
+    shutil.copytree(directory, target)
+    _nonzero(target, seed)
+    return target
+
+
 def test_bf16_mixed_pass_equals_each_adapter_alone(
-    tiny_base: object, trained_intent: Trained, trained_device: Trained
+    tiny_base: object, trained_intent: Trained, trained_device: Trained, tmp_path: Path
 ) -> None:
     """bf16 LoRA runs on pieces of rows (one batched product per layer): a pass mixing adapters
     gives each row what its adapter gives alone, and what fp32 gives within bf16 rounding."""
@@ -270,8 +286,10 @@ def test_bf16_mixed_pass_equals_each_adapter_alone(
     encoder = load_encoder(tiny_base)  # type: ignore[arg-type]
     tokenizer = load_tokenizer(tiny_base)  # type: ignore[arg-type]
     fast, exact = FastEncoder(encoder, dtype=torch.bfloat16), FastEncoder(encoder)
+    a = _lora_copy(trained_intent.directory, tmp_path / "a", seed=1)
+    b = _lora_copy(trained_device.directory, tmp_path / "b", seed=2)
     for enc in (fast, exact):
-        assert enc.load("a", trained_intent.directory) and enc.load("b", trained_device.directory)
+        assert enc.load("a", a) and enc.load("b", b)
     assert fast.arena is not None and fast.arena.dtype == torch.bfloat16
     assert exact.arena is not None and exact.arena.dtype == torch.float32
     texts = [*trained_intent.heldout, *trained_device.heldout, " ".join(trained_intent.heldout[:5])]
@@ -299,3 +317,21 @@ def test_lora_pieces_cover_every_row_once() -> None:
     pieces = plan.at // PIECE
     for slot, start, end in plan.groups():  # every row sits in a piece of its own adapter
         assert set(plan.piece_slots[pieces[start:end]].tolist()) == {slot}
+
+
+def test_an_untrained_lora_runs_as_the_bare_base(tiny_base: object, trained_device: Trained) -> None:
+    """A probe-only adapter (``--preset fast``) saves LoRA B = 0: no slot, no merge, base output."""
+    from deskpilot.adapters.encoding import load_encoder, load_tokenizer
+
+    fast = FastEncoder(load_encoder(tiny_base))  # type: ignore[arg-type]
+    tokenizer = load_tokenizer(tiny_base)  # type: ignore[arg-type]
+    assert fast.load("probe", trained_device.directory)
+    assert fast.bare == {"probe"} and fast.arena is None and not fast.adapters
+    ids = tokenizer(trained_device.heldout[:4], truncation=True, max_length=64)["input_ids"]
+    for _ in range(3):  # a streak that would merge a real adapter
+        torch.testing.assert_close(
+            fast.embed(ids, ["probe"] * 4), fast.embed(ids, [None] * 4), atol=0, rtol=0
+        )
+    assert fast.merged_key is None
+    fast.remove("probe")
+    assert not fast.bare

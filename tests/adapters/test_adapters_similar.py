@@ -34,6 +34,7 @@ from deskpilot.adapters.catalog import BaseModel
 from deskpilot.adapters.classifier import TrainResult, train_classifier
 from deskpilot.adapters.registry import TRAIN_ROWS, AdapterCard, Registry
 from deskpilot.adapters.serving import Engine
+from deskpilot.errors import AdapterNotFoundError
 
 pytestmark = peft_warning  # every adapter load builds a PeftModel
 
@@ -96,6 +97,31 @@ def test_k_is_respected_and_predict_never_reads_the_examples(
     assert engine.similar("acme", "intent", texts[3], version="v1")[0]["text"] == texts[3]
     long = "password reset " * 40
     assert all(len(f["text"]) <= 300 for f in engine.similar("acme", "intent", long))
+
+
+def test_explain_answers_every_task_in_one_pass_as_predict_and_similar_do(
+    registry: Registry, trained_intent: Trained, trained_device: Trained, tmp_path: Path
+) -> None:
+    """What a worker routing a ticket asks: one encoder pass for all tasks, same answers."""
+    _register(registry, trained_intent.result, (trained_intent.texts, trained_intent.labels), tmp_path)
+    device = copy.deepcopy(trained_device.result)
+    _register(registry, device, (trained_device.texts, trained_device.labels), tmp_path)
+    engine = Engine(registry, threads=1)
+    text = trained_intent.heldout[0]
+    passes: list[int] = []
+    embed = engine._embed
+    engine._embed = lambda base, parts: passes.append(len(parts)) or embed(base, parts)  # type: ignore[method-assign]
+    answers = engine.explain("acme", ["intent", "device", "missing"], text, k=2)
+    assert passes == [2]  # one pass, both adapters
+    engine._embed = embed  # type: ignore[method-assign]
+    for task in ("intent", "device"):
+        answer = answers[task]
+        assert not isinstance(answer, Exception)
+        prediction, similar = answer
+        (alone,) = engine.predict("acme", task, [text])
+        assert prediction.label == alone.label and abs(prediction.score - alone.score) <= 1e-5
+        assert similar == engine.similar("acme", task, text, k=2) and len(similar) == 2
+    assert isinstance(answers["missing"], AdapterNotFoundError)
 
 
 def test_concurrent_lookups_agree(registry: Registry, trained_intent: Trained, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def store(home: Path) -> Iterator[Database]:
 def _dead_job(store: Database, tenant: str, error: str) -> int:
     with store.session() as session:
         owner = get_or_create_tenant(session, tenant)
-        job_id = queue.enqueue(session, owner.id, DELIVER_ACTION, {"outbox_id": 7}).id
+        job_id = queue.enqueue(session, owner.id, DELIVER_ACTION, {"outbox_id": 7})
     with store.session() as session:
         assert queue.claim(session, "w", 30.0, job_id=job_id) is not None
         assert queue.fail(session, job_id, "w", error, transient=False, base_s=1.0, max_s=1.0) == "dead"
@@ -42,7 +42,7 @@ def _dead_job(store: Database, tenant: str, error: str) -> int:
 
 def _queued_job(store: Database, tenant: str, kind: str = "retrain") -> int:
     with store.session() as session:
-        return queue.enqueue(session, get_or_create_tenant(session, tenant).id, kind, {"task": "queue"}).id
+        return queue.enqueue(session, get_or_create_tenant(session, tenant).id, kind, {"task": "queue"})
 
 
 def test_jobs_list_show_and_retry(cli: Invoke, store: Database) -> None:
@@ -131,8 +131,8 @@ def test_embedded_worker_process_runs_jobs_and_stops_gracefully(home: Path, stor
         tenant = get_or_create_tenant(session, "acme").id
         # real handlers, no models or outside systems: an action whose outbox row is gone
         # completes as "deleted"; a kind nobody handles is dead-lettered with the reason
-        gone = queue.enqueue(session, tenant, DELIVER_ACTION, {"outbox_id": 4242}).id
-        unknown = queue.enqueue(session, tenant, "no_such_kind", {}).id
+        gone = queue.enqueue(session, tenant, DELIVER_ACTION, {"outbox_id": 4242})
+        unknown = queue.enqueue(session, tenant, "no_such_kind", {})
     env = subprocess_env(home)
     env["DESKPILOT_JOB_POLL_S"] = "0.05"
     process = subprocess.Popen(

@@ -104,7 +104,6 @@ def add_delivery(
         )
         session.add(outbox)
         session.flush()
-        job = store_queue.enqueue(
+        return store_queue.enqueue(
             session, owner.id, DELIVER_ACTION, {"outbox_id": outbox.id}, max_attempts=max_attempts
         )
-        return job.id

@@ -276,10 +276,10 @@ def test_sweeper_publishes_due_jobs_once_per_change(db: Database, tmp_path: Path
     sweeper = Sweeper(db, recorder, settings, interval_s=1.0)  # type: ignore[arg-type]
     with db.session() as session:
         tenant = get_or_create_tenant(session, "acme").id
-        fresh = queue.enqueue(session, tenant, "test_echo", {}).id
-        old = queue.enqueue(session, tenant, "test_echo", {}).id
-        leased = queue.enqueue(session, tenant, "test_echo", {}).id
-        later = queue.enqueue(session, tenant, "test_echo", {}, run_after=utcnow() + timedelta(hours=1)).id
+        fresh = queue.enqueue(session, tenant, "test_echo", {})
+        old = queue.enqueue(session, tenant, "test_echo", {})
+        leased = queue.enqueue(session, tenant, "test_echo", {})
+        later = queue.enqueue(session, tenant, "test_echo", {}, run_after=utcnow() + timedelta(hours=1))
     past = utcnow() - timedelta(seconds=30)
     with db.session() as session:
         session.execute(

@@ -34,7 +34,7 @@ def _enqueue(
 ) -> list[int]:
     with db.session() as session:
         return [
-            queue.enqueue(session, tenant_id, kind, {"n": i}, max_attempts=max_attempts).id for i in range(n)
+            queue.enqueue(session, tenant_id, kind, {"n": i}, max_attempts=max_attempts) for i in range(n)
         ]
 
 

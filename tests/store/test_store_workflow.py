@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from deskpilot.errors import ConflictError
 from deskpilot.store import Database
 from deskpilot.store.models import AuditEntry, JobRecord, OutboxAction, TicketRecord
-from deskpilot.store.workflow import accept_ticket, audit, audit_log, get_or_create_tenant, record_decisions
+from deskpilot.store.repositories import get_or_create_tenant
+from deskpilot.store.workflow import accept_ticket, audit, audit_log, record_decisions
 from deskpilot.types import Action, RouteDecision, Ticket
 
 TICKET = Ticket(subject="Invoice wrong", body="please fix", source="email", external_id="T-1")
