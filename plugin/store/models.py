@@ -18,8 +18,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     text,
@@ -340,3 +342,42 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(320))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# responder: the knowledge base of resolved tickets ----------------------------------------
+
+KNOWLEDGE_ORIGINS = ("import", "feedback", "resolved")
+
+
+class KnowledgeEntry(Base):
+    """A resolved ticket (question and accepted answer) that drafts are grounded in.
+
+    ``source_id`` is the id a draft cites ("kb:123" or an outside system's id); it is unique per
+    tenant, so an edited answer replaces the earlier one. ``embedding`` holds the question's
+    float32 vector as bytes, with the encoder it came from: a changed encoder means re-embedding.
+    """
+
+    __tablename__ = "knowledge"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source_id"),
+        Index("ix_knowledge_tenant_id_id", "tenant_id", "id"),
+        CheckConstraint("origin IN ('import', 'feedback', 'resolved')", name="origin"),
+        # ids are never reused (SQLite would hand a deleted last row's id out again): a replaced
+        # entry must come back with a larger id, or an index following entries_since misses it
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), default=None)
+    source_id: Mapped[str] = mapped_column(String(200))
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String, default=None)
+    origin: Mapped[str] = mapped_column(String(16))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding_model: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"KnowledgeEntry(id={self.id!r}, tenant_id={self.tenant_id!r}, source_id={self.source_id!r})"
