@@ -8,7 +8,7 @@ all its effects stored, or not done and run again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
@@ -39,6 +39,9 @@ class JobRun:
     owner: str
     attempts: int
     max_attempts: int
+    # jobs this one made that the same worker runs next (a decision's outbox deliveries): what
+    # was started is finished before new tickets are taken, so a backlog cannot starve them
+    follow_ups: list[int] = field(default_factory=list)
 
     def finish(self, session: Session, result: dict[str, Any] | None = None) -> None:
         """Mark the job done inside the caller's transaction, if our lease still holds."""

@@ -136,6 +136,8 @@ def run_one(
     finally:
         if active is not None:
             active.remove(run.id)
+    for follow_up in run.follow_ups:  # filled only by a handler whose results were committed
+        run_one(context, owner, job_id=follow_up, active=active)
     return run.id
 
 

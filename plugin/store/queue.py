@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from deskpilot.errors import ConflictError, NotFoundError
@@ -20,7 +20,8 @@ from deskpilot.errors import ConflictError, NotFoundError
 from .models import JobRecord, utcnow
 
 MAX_ERROR_CHARS = 2_000
-_INSERT_JOB = insert(JobRecord.__table__).returning(JobRecord.__table__.c.id)
+_JOBS = cast(Table, JobRecord.__table__)
+_INSERT_JOB = insert(_JOBS).returning(_JOBS.c.id)
 
 
 def enqueue(

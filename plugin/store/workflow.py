@@ -11,9 +11,9 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, is_dataclass, replace
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from deskpilot.errors import ConflictError, InputDataError, NotFoundError
@@ -40,9 +40,9 @@ ANSWER_QUERY = "answer_query"
 MAX_DELIVERY_ID_CHARS = 200
 
 
-_TICKETS = TicketRecord.__table__
+_TICKETS = cast(Table, TicketRecord.__table__)
 _INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
-_INBOX = InboxEvent.__table__
+_INBOX = cast(Table, InboxEvent.__table__)
 _ANSWER_INBOX = (
     update(_INBOX)
     .where(_INBOX.c.id == bindparam("row_id"))
@@ -51,7 +51,7 @@ _ANSWER_INBOX = (
         response=bindparam("new_response", type_=_INBOX.c.response.type),
     )
 )
-_INSERT_AUDIT = insert(AuditEntry.__table__)
+_INSERT_AUDIT = insert(cast(Table, AuditEntry.__table__))
 
 
 @dataclass(frozen=True, slots=True)
