@@ -26,6 +26,7 @@ from rich.table import Table
 
 from deskpilot.cli_connectors import register as register_connectors_commands
 from deskpilot.cli_jobs import register as register_jobs_commands
+from deskpilot.cli_respond import register as register_respond_commands
 from deskpilot.cli_retrain import record_champion_change
 from deskpilot.cli_retrain import register as register_retrain
 from deskpilot.config import Settings, get_settings
@@ -1042,6 +1043,7 @@ def version_cmd() -> None:
 
 register_jobs_commands(app)  # `deskpilot worker` and `deskpilot jobs ...` (cli_jobs.py)
 register_connectors_commands(app)  # `deskpilot connectors list` (cli_connectors.py)
+register_respond_commands(train_app, evaluate_app, bench_app)  # responders (cli_respond.py)
 
 
 def main() -> None:

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     engine_batch_texts: int = Field(default=64, ge=1)
     engine_max_wait_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
 
+    # responders: the generator base (packaged SmolLM2 by default; any causal LM id or folder)
+    # and, optionally, a LangChain chat model used instead of it: "package.module:factory",
+    # a callable returning a BaseChatModel (a hosted model, say)
+    generator_model: str = "default"
+    responder_task: str = "reply"
+    responder_chat_model: str | None = None
+    responder_max_new_tokens: int = Field(default=80, ge=1, le=1024)
+
     # gateway
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

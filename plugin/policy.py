@@ -212,6 +212,23 @@ class OverrideRule(_Model):
     set: dict[Name, Label] = Field(min_length=1)
 
 
+class RespondPolicy(_Model):
+    """Draft replies for routed tickets. Drafts go to people (an internal note or thread reply)
+    and are never sent to a customer unless ``send_to_customer`` names the ticket's class."""
+
+    responder: Name = "reply"
+    task: Name | None = None
+    classes: list[Label] = []
+    send_to_customer: list[Label] = []
+
+    def drafts_for(self, labels: dict[str, str | None], first_task: str) -> str | None:
+        """The class label when a ticket decided as ``labels`` (task -> label) gets a draft."""
+        label = labels.get(self.task or first_task)
+        if label is None:
+            return None
+        return label if not self.classes or label in self.classes else None
+
+
 class Policy(_Model):
     """One tenant's routing policy. ``tasks`` order is the order tasks run."""
 
@@ -220,7 +237,7 @@ class Policy(_Model):
     tasks: dict[Name, TaskPolicy] = Field(min_length=1)
     triage: Destination
     overrides: list[OverrideRule] = []
-    respond: bool = False
+    respond: RespondPolicy | None = None
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Policy:
@@ -279,6 +296,9 @@ def reference_problems(data: Any) -> list[tuple[Loc, str]]:
             )
     if isinstance(data.get("triage"), dict):
         system_ref(("triage", "system"), data["triage"].get("system"))
+    respond = data.get("respond")
+    if isinstance(respond, dict) and isinstance(respond.get("task"), str) and respond["task"] not in tasks:
+        problems.append((("respond", "task"), f"unknown task '{respond['task']}' (known: {_known(tasks)})"))
     seen: dict[str, int] = {}
     for i, rule in enumerate(data.get("overrides") or []):
         if not isinstance(rule, dict):

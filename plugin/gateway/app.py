@@ -24,6 +24,7 @@ from deskpilot.errors import DeskpilotError
 from deskpilot.gateway.errors import ServiceUnavailableError, install_error_handlers
 from deskpilot.gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from deskpilot.gateway.routes import routers
+from deskpilot.gateway.routes.respond import get_responders_of
 from deskpilot.policy import PolicyStore
 from deskpilot.store import Database
 from deskpilot.tasks.classify import Predictor
@@ -100,6 +101,7 @@ def _start_workers(app: FastAPI, settings: Settings, database: Database) -> Any:
     jobs = importlib.import_module("deskpilot.jobs.embedded")
     context_module = importlib.import_module("deskpilot.jobs.context")
     context = context_module.WorkerContext.build(settings, database)
+    context.set_responders(get_responders_of(app))  # one knowledge index and generator per process
     if app.state.predictor is not None:
         context.set_predictor(app.state.predictor)
     else:
@@ -170,6 +172,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if broker_bell is not None:
             importlib.import_module("deskpilot.jobs.notify").close_notifier(broker_bell)
         app.state.job_notifier = None
+        app.state.responders = None  # its knowledge index reads a database closed below
         with lock:
             stopping.set()
             engine = app.state.predictor if owns_predictor else None

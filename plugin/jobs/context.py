@@ -6,7 +6,7 @@ import importlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deskpilot.config import Settings
 from deskpilot.connectors.base import ActionClient, action_client
@@ -16,6 +16,9 @@ from deskpilot.store import Database
 from deskpilot.tasks.classify import Predictor
 
 from .base import JobNotifier
+
+if TYPE_CHECKING:  # langchain loads at the first draft, not with the jobs package
+    from .responders import ResponderService
 
 
 def _default_predictor(settings: Settings) -> Predictor:
@@ -37,6 +40,7 @@ class WorkerContext:
         default_factory=dict, init=False, repr=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _responders: ResponderService | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(
@@ -61,6 +65,19 @@ class WorkerContext:
     def set_predictor(self, predictor: Predictor) -> None:
         with self._lock:
             self._predictor = predictor
+
+    def responders(self) -> ResponderService:
+        """Draft replies (models load at the first draft, not here)."""
+        from .responders import ResponderService
+
+        with self._lock:
+            if self._responders is None:
+                self._responders = ResponderService(self.settings, self.database)
+            return self._responders
+
+    def set_responders(self, responders: ResponderService) -> None:
+        with self._lock:
+            self._responders = responders
 
     def client(
         self,

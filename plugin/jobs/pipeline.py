@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from deskpilot.errors import ActionError, AdapterNotFoundError
+from deskpilot.policy import Policy
 from deskpilot.store import workflow
 from deskpilot.tasks.route import matching_overrides, plan_actions, route
 from deskpilot.types import Prediction, RouteDecision
@@ -102,6 +103,36 @@ def _similar(predictor: Any, tenant: str, task: str, text: str) -> list[dict[str
     return found
 
 
+def _draft(
+    context: WorkerContext, tenant: str, policy: Policy, decisions: Sequence[RouteDecision], text: str
+) -> dict[str, Any] | None:
+    """A suggested reply when the policy asks for one for this ticket's class; never fails a ticket."""
+    spec = policy.respond
+    if spec is None:
+        return None
+    labels = {d.task: (None if d.abstained else d.label) for d in decisions}
+    task = spec.task or next(iter(policy.tasks))
+    label = spec.drafts_for(labels, next(iter(policy.tasks)))
+    if label is None:
+        return None
+    try:
+        draft = context.responders().respond(tenant, text, task=spec.responder, label=label)
+    except Exception as exc:  # a draft is a courtesy: routing goes on without one
+        logger.warning("no draft for a %s ticket of %s", label, tenant, exc_info=True)
+        return {"task": task, "text": None, "reason": f"the responder failed: {exc}", "mode": "none"}
+    return {
+        "task": task,
+        "text": draft.text,
+        "mode": draft.mode,
+        "confidence": round(draft.confidence, 4),
+        "sources": list(draft.sources),
+        "reason": draft.reason,
+        "adapter_version": draft.adapter_version,
+        # a tenant's policy may allow sending drafts of some classes to the customer
+        "send_to_customer": draft.text is not None and label in spec.send_to_customer,
+    }
+
+
 def process_ticket(context: WorkerContext, run: JobRun) -> None:
     ticket_id = int(run.payload["ticket_id"])
     database = context.database
@@ -136,10 +167,11 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
         predictions[task] = prediction
         explanations[task] = _explanation(prediction, similar)
     decisions = route(policy, ticket, predictions)
+    draft = _draft(context, tenant, policy, decisions, ticket.text)
     planned = plan_actions(
         policy, tenant, ticket_id, external_id, decisions, decision_key=f"{tenant}:ticket:{ticket_id}"
     )
-    action_context = {
+    action_context: dict[str, Any] = {
         "note": _note(decisions, predictions),
         "ticket_metadata": dict(ticket.metadata),
         "decisions": [
@@ -153,6 +185,13 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
         ],
         "triage": any(d.abstained for d in decisions),
     }
+    if draft is not None:
+        explanations.setdefault(draft["task"], {})["draft"] = draft
+        action_context["draft"] = draft
+        if draft["text"]:
+            action_context["note"] += (
+                f"\n\nSuggested reply (confidence {draft['confidence']:.2f}):\n{draft['text']}"
+            )
     actions = [replace(action, context=action_context) for action in planned]
 
     with database.session() as session:
@@ -174,8 +213,7 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
             session,
             {"ticket_id": ticket_id, "state": record.state, "decisions": decision_ids, "jobs": job_ids},
         )
-    if context.notifier is not None and job_ids:
-        context.notifier.notify(job_ids)
+    run.follow_ups.extend(job_ids)  # delivered next by this worker: see JobRun.follow_ups
 
 
 def deliver_action(context: WorkerContext, run: JobRun) -> None:

@@ -134,6 +134,17 @@ CASES = {
         + "overrides:\n  - name: vip\n    when: {requester_in: [a@b.c]}\n    set:\n      priorty: high\n",
         ["p.yaml:17: overrides[0].set.priorty: unknown task 'priorty' (known: queue)"],
     ),
+    "respond-unknown-task": (
+        GOOD + "respond:\n  task: queeu\n  classes: [billing]\n",
+        ["p.yaml:14: respond.task: unknown task 'queeu' (known: queue)"],
+    ),
+    "respond-typo": (
+        GOOD + "respond:\n  clases: [billing]\n",
+        [
+            "p.yaml:14: respond.clases: unknown field 'clases' (did you mean 'classes'? "
+            "allowed: responder, task, classes, send_to_customer)"
+        ],
+    ),
     "missing-triage": (
         GOOD.split("triage:")[0],
         ["p.yaml:1: triage: required field is missing"],

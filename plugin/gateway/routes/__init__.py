@@ -9,6 +9,7 @@ from deskpilot.gateway.routes import (
     feedback,
     health,
     jobs,
+    respond,
     tickets,
     webhooks,
 )
@@ -22,6 +23,7 @@ routers = (
     connector_webhooks.router,
     feedback.router,
     jobs.router,
+    respond.router,
 )
 
 __all__ = ["routers"]

@@ -1,0 +1,208 @@
+"""Train a responder: retrieval prompts, a LoRA generator, then the choice of when to reuse.
+
+``deskpilot train responder`` and ``deskpilot bench responder`` both come here:
+
+1. a validation split is carved from the training pairs (never the evaluation data);
+2. every training pair gets the prompt the responder will build at inference: its nearest
+   *other* resolved tickets as examples (leave-one-out), so the LoRA model learns to adapt
+   what retrieval finds rather than to recite;
+3. the LoRA generator is trained on those prompts (loss on the answers only);
+4. on the validation split both the trained model's drafts and the nearest past answers are
+   scored against the real replies (ROUGE-L and embedding cosine); the similarity above which
+   reusing the past answer beats generating, and the confidence below which a draft is not
+   worth showing, are chosen there and stored on the adapter's card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from deskpilot.errors import InputDataError
+from deskpilot.tasks.knowledge_index import MEMORY_TENANT, KnowledgeIndex, KnowledgeItem
+from deskpilot.tasks.respond import Responder, ResponderPolicy, training_examples
+from deskpilot.tasks.respond_metrics import cosines, rouge_l, split_pairs
+
+from .responders import POLICY_KEY
+
+logger = logging.getLogger("deskpilot.jobs")
+
+MIN_PAIRS = 10
+VALIDATION_MAX = 48  # each validation row costs one generation (~2-3 s on 2 cores)
+DEFAULT_FLOOR = 0.35  # MiniLM cosine: below this the nearest resolved ticket is about something else
+Log = Callable[[str], None]
+
+
+@dataclass
+class Pairs:
+    """Resolved tickets: the customer's text, the reply a person sent, and its class if known."""
+
+    questions: list[str]
+    answers: list[str]
+    labels: list[str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.questions) != len(self.answers) or (
+            self.labels is not None and len(self.labels) != len(self.questions)
+        ):
+            raise InputDataError("every ticket needs its answer (and its label, when labels are given)")
+        kept = [
+            i
+            for i, (q, a) in enumerate(zip(self.questions, self.answers, strict=True))
+            if q.strip() and a.strip()
+        ]
+        self.questions = [self.questions[i] for i in kept]
+        self.answers = [self.answers[i] for i in kept]
+        self.labels = [self.labels[i] for i in kept] if self.labels is not None else None
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def take(self, rows: Sequence[int]) -> Pairs:
+        labels = [self.labels[i] for i in rows] if self.labels is not None else None
+        return Pairs([self.questions[i] for i in rows], [self.answers[i] for i in rows], labels)
+
+    def source_ids(self, task: str) -> list[str]:
+        """Stable ids, so importing the same tickets again replaces instead of duplicating."""
+        return [f"{task}:{hashlib.sha1(q.encode('utf-8')).hexdigest()[:16]}" for q in self.questions]
+
+
+@dataclass
+class FittedResponder:
+    folder: Path  # the saved PEFT adapter, ready for Registry.register
+    card: Any  # deskpilot.adapters.registry.AdapterCard
+    policy: ResponderPolicy
+    validation: dict[str, Any] = field(default_factory=dict)
+
+
+def _models() -> tuple[Any, Any, Any, Any]:
+    """The adapters modules, by name at run time (importing jobs never pulls in torch)."""
+    return (
+        importlib.import_module("deskpilot.adapters.catalog"),
+        importlib.import_module("deskpilot.adapters.embedder"),
+        importlib.import_module("deskpilot.adapters.generator"),
+        importlib.import_module("deskpilot.adapters.generator_training"),
+    )
+
+
+def chat_examples(pairs: Pairs, embedder: Any, policy: ResponderPolicy, training: Any) -> list[Any]:
+    prompts = training_examples(
+        pairs.questions,
+        pairs.answers,
+        embedder,
+        k=policy.k,
+        labels=pairs.labels,
+        max_example_chars=policy.max_example_chars,
+        max_ticket_chars=policy.max_ticket_chars,
+    )
+    return [training.ChatExample(messages, answer) for messages, answer in prompts]
+
+
+def fit_responder(
+    pairs: Pairs,
+    *,
+    task: str,
+    tenant: str,
+    cache_dir: Path,
+    base: str | None = None,
+    recipe: dict[str, Any] | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    log: Log = logger.info,
+) -> FittedResponder:
+    """Train and tune a responder on ``pairs``; nothing is registered yet."""
+    if len(pairs) < MIN_PAIRS:
+        raise InputDataError(
+            f"a responder needs at least {MIN_PAIRS} resolved tickets with answers, got {len(pairs)}",
+            hint="give the --answer-column of a file of resolved tickets",
+        )
+    catalog, embedding, generation, training = _models()
+    held = min(VALIDATION_MAX, len(pairs) // 10)
+    train_rows, val_rows = split_pairs(len(pairs), held, seed)
+    train, val = pairs.take(train_rows), pairs.take(val_rows)
+    embedder = embedding.SentenceEmbedder.from_base(None)
+    policy = ResponderPolicy(floor=DEFAULT_FLOOR)
+    log(f"building retrieval prompts for {len(train)} resolved tickets ({len(val)} kept for validation)")
+    examples = chat_examples(train, embedder, policy, training)
+    generator_base = catalog.resolve_generator(base, cache_dir)
+    log(f"training the LoRA responder on {generator_base.name}")
+    result = training.train_responder(
+        examples, generator_base, training.ResponderRecipe(seed=seed, **(recipe or {})), progress
+    )
+    folder = Path(tempfile.mkdtemp(prefix=f"deskpilot-responder-{task}-"))
+    training.save_responder(result, folder)
+    card = training.responder_card(result, task=task, tenant=tenant)
+    validation: dict[str, Any] = {"rows": len(val)}
+    if len(val):
+        log(f"choosing when to reuse a past answer on {len(val)} validation tickets")
+        model = generation.GeneratorModel.load(generator_base, folder)
+        index = KnowledgeIndex.from_pairs(train.questions, train.answers, None, embedder, labels=train.labels)
+        policy, validation = tune_policy(index, model, val, embedder, policy)
+    card.extra[POLICY_KEY] = {k: v for k, v in asdict(policy).items() if k in _TUNED}
+    card.metrics["validation"] = validation
+    return FittedResponder(folder, card, policy, validation)
+
+
+_TUNED = ("k", "floor", "reuse_similarity", "min_confidence", "max_new_tokens")
+
+
+def tune_policy(
+    index: KnowledgeIndex, generator: Any, val: Pairs, embedder: Any, policy: ResponderPolicy
+) -> tuple[ResponderPolicy, dict[str, Any]]:
+    """The reuse similarity and minimum confidence that score best on ``val`` (mean of ROUGE-L
+    and cosine against the real replies), choosing per row between the draft and the past answer."""
+    always = replace(policy, floor=-1.0, reuse_similarity=1.01, min_confidence=0.0, reuse_fallback=False)
+    responder = Responder(index, generator, always)
+    drafts, nearest, best, confidence = [], [], [], []
+    for i, question in enumerate(val.questions):
+        label = val.labels[i] if val.labels is not None else None
+        hits = index.search(MEMORY_TENANT, question, k=1)
+        best.append(hits[0].score if hits else -1.0)
+        nearest.append(hits[0].answer if hits else "")
+        draft = responder.respond(MEMORY_TENANT, question, label)
+        drafts.append(draft.text or "")
+        confidence.append(draft.confidence)
+    refs = val.answers
+    gen_cos, reuse_cos = cosines(embedder, drafts, refs), cosines(embedder, nearest, refs)
+    gen = [(rouge_l(d, r) + c) / 2 for d, r, c in zip(drafts, refs, gen_cos, strict=True)]
+    reuse = [(rouge_l(n, r) + c) / 2 for n, r, c in zip(nearest, refs, reuse_cos, strict=True)]
+
+    def score(threshold: float, min_conf: float) -> float:
+        chosen = [
+            r if (b >= threshold or c < min_conf) else g
+            for g, r, b, c in zip(gen, reuse, best, confidence, strict=True)
+        ]
+        return sum(chosen) / len(chosen)
+
+    thresholds = sorted({round(b, 4) for b in best if b > policy.floor} | {1.01})
+    grid = [(score(t, m), -t, m) for t in thresholds for m in (0.0, 0.1, 0.2, 0.3, 0.4)]
+    top, neg_t, min_conf = max(grid)  # ties: the higher threshold (generate more), then more confidence
+    tuned = replace(policy, reuse_similarity=min(1.01, -neg_t), min_confidence=min_conf)
+    report = {
+        "rows": len(val),
+        "generated": round(sum(gen) / len(gen), 4),
+        "reused": round(sum(reuse) / len(reuse), 4),
+        "chosen": round(top, 4),
+        "reuse_similarity": tuned.reuse_similarity,
+        "min_confidence": tuned.min_confidence,
+    }
+    return tuned, report
+
+
+def import_knowledge(index: KnowledgeIndex, tenant: str, task: str, pairs: Pairs) -> int:
+    """Put resolved tickets into the tenant's knowledge base (same ticket again: replaced)."""
+    labels = pairs.labels or [None] * len(pairs)
+    items = [
+        KnowledgeItem(source_id=sid, question=q, answer=a, label=label, origin="import")
+        for sid, q, a, label in zip(
+            pairs.source_ids(task), pairs.questions, pairs.answers, labels, strict=True
+        )
+    ]
+    index.add(tenant, items)
+    return len(items)
