@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from deskpilot.errors import ConfigError, InputDataError
+from deskpilot.evaluation import report
 
 BENCH = "ingress"
 HERE = Path(__file__).resolve().parent
@@ -693,20 +694,6 @@ def _stats(base_url: str) -> dict[str, int]:
     return answer
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def checks(figures: dict[str, Any], rate: float) -> dict[str, dict[str, Any]]:
     """Each requirement: the measured value, its target and whether it is met."""
     values = {
@@ -821,7 +808,7 @@ def run_ingress(
         "machine": _machine(),
     }
     if out_dir is not None:
-        _write_json(Path(out_dir) / f"{BENCH}.json", results)
+        report.write_json(Path(out_dir) / f"{BENCH}.json", results)
     if markdown is not None:
         from deskpilot.evaluation.report import update_section
 

@@ -19,7 +19,6 @@ CLI; :class:`DeskpilotTrainer` is the default (train -> register in a temporary 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
@@ -38,6 +37,7 @@ import numpy as np
 
 from deskpilot.errors import InputDataError
 from deskpilot.evaluation import datasets as ds
+from deskpilot.evaluation import report
 from deskpilot.evaluation.baselines import (
     Baseline,
     EmbeddingCache,
@@ -358,20 +358,6 @@ def _run_baseline(
     return predicted, [False] * len(test), confidences, model.train_seconds, time.perf_counter() - started
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_quality(
     datasets: list[str] | None = None,
     *,
@@ -491,7 +477,7 @@ def run_quality(
             hint="set DESKPILOT_DATA_DIR to the datasets folder",
         )
     results["machine"] = machine_info()  # after the run: torch is imported by then
-    _write_json(Path(out_dir) / f"{BENCH}.json", results)
+    report.write_json(Path(out_dir) / f"{BENCH}.json", results)
     if markdown is not None:
         from deskpilot.evaluation.report import publish_quality
 

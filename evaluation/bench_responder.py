@@ -20,12 +20,9 @@ Figures go to ``evaluation/results/responder.json`` and the ``responder`` sectio
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -257,7 +254,7 @@ def run(
     figures_all["requirements"] = checks(figures_all)
     if out_dir is None:
         out_dir = RESULTS_DIR
-    _write_json(out_dir / f"{BENCH}.json", figures_all)
+    report.write_json(out_dir / f"{BENCH}.json", figures_all)
     report.update_section(markdown or RESULTS_MD, BENCH, render(figures_all))
     return figures_all
 
@@ -328,17 +325,3 @@ def _machine() -> dict[str, Any]:
     from deskpilot.adapters.hardware import cpu_model, usable_cores
 
     return {"cpu": cpu_model(), "usable_cores": usable_cores()}
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from deskpilot.errors import DeskpilotError, InputDataError
+from deskpilot.evaluation import report
 
 BENCH = "serve"
 HERE = Path(__file__).resolve().parent
@@ -379,20 +380,6 @@ def _machine() -> dict[str, Any]:
     return machine_info()
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each requirement: the measured value, its target and whether it is met."""
     f = figures
@@ -571,7 +558,7 @@ def run_serve(
     }
     results["machine"] = _machine()
     results["machine"]["torch_threads"] = torch.get_num_threads()
-    _write_json(Path(out_dir) / f"{BENCH}.json", results)
+    report.write_json(Path(out_dir) / f"{BENCH}.json", results)
     if markdown is not None:
         from deskpilot.evaluation.report import update_section
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import tempfile
@@ -72,6 +73,13 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> Path:
+    """A bench's figures as ``evaluation/results/<bench>.json``, replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, json.dumps(payload, indent=2) + "\n")
+    return path
 
 
 def replace_section(text: str, name: str, markdown: str) -> str:

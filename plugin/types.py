@@ -186,3 +186,37 @@ def join_subject_body(subject: str | None, body: str | None) -> str:
     """The text a classifier sees for a ticket: subject and body, one blank line apart."""
     parts = [p.strip() for p in (subject, body) if p and p.strip()]
     return "\n\n".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeItem:
+    """A resolved ticket for a knowledge base: the question, the reply a person sent.
+
+    ``origin`` is "import", "feedback" (an accepted or edited draft) or "resolved"; the
+    index fills ``embedding`` (float32 bytes) and ``embedding_model``.
+    """
+
+    source_id: str
+    question: str
+    answer: str
+    label: str | None = None
+    origin: str = "import"
+    ticket_id: int | None = None
+    embedding: bytes = b""
+    embedding_model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKnowledge:
+    """A knowledge-base row as the store hands it back: plain values, safe after the session."""
+
+    id: int
+    source_id: str
+    question: str
+    answer: str
+    label: str | None
+    origin: str
+    ticket_id: int | None
+    embedding: bytes
+    embedding_model: str
+    created_at: datetime | None = None

@@ -25,16 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from deskpilot.errors import InputDataError
-from deskpilot.tasks.knowledge_index import MEMORY_TENANT, KnowledgeIndex, KnowledgeItem
+from deskpilot.tasks.knowledge_index import MEMORY_TENANT, KnowledgeIndex
 from deskpilot.tasks.respond import Responder, ResponderPolicy, training_examples
 from deskpilot.tasks.respond_metrics import cosines, rouge_l, split_pairs
+from deskpilot.types import KnowledgeItem
 
 from .responders import POLICY_KEY
 
 logger = logging.getLogger("deskpilot.jobs")
 
 MIN_PAIRS = 10
-VALIDATION_MAX = 48  # each validation row costs one generation (~2-3 s on 2 cores)
+VALIDATION_MAX = 32  # each validation row costs one generation (~3-5 s on 2 cores)
 DEFAULT_FLOOR = 0.35  # MiniLM cosine: below this the nearest resolved ticket is about something else
 Log = Callable[[str], None]
 

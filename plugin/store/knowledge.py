@@ -12,14 +12,13 @@ an edited answer without rescanning the table.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from deskpilot.errors import InputDataError
+from deskpilot.types import KnowledgeItem, StoredKnowledge
 
 from .db import Database
 from .models import KNOWLEDGE_ORIGINS, KnowledgeEntry, TicketRecord, utcnow
@@ -27,43 +26,6 @@ from .repositories import _tenant_id, get_or_create_tenant
 
 MAX_SOURCE_ID_CHARS = 200
 _INSERT_CHUNK = 500
-
-
-class KnowledgeInput(Protocol):
-    """What :func:`add_entries` needs of each entry (``deskpilot.tasks`` passes its own type)."""
-
-    @property
-    def source_id(self) -> str: ...
-    @property
-    def question(self) -> str: ...
-    @property
-    def answer(self) -> str: ...
-    @property
-    def label(self) -> str | None: ...
-    @property
-    def origin(self) -> str: ...
-    @property
-    def ticket_id(self) -> int | None: ...
-    @property
-    def embedding(self) -> bytes: ...
-    @property
-    def embedding_model(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StoredKnowledge:
-    """One row as read: plain values, safe to use after the session closed."""
-
-    id: int
-    source_id: str
-    question: str
-    answer: str
-    label: str | None
-    origin: str
-    ticket_id: int | None
-    embedding: bytes
-    embedding_model: str
-    created_at: datetime
 
 
 def _plain(row: KnowledgeEntry) -> StoredKnowledge:
@@ -81,7 +43,7 @@ def _plain(row: KnowledgeEntry) -> StoredKnowledge:
     )
 
 
-def _check(entry: KnowledgeInput, i: int) -> None:
+def _check(entry: KnowledgeItem, i: int) -> None:
     where = f"knowledge entry {i}"
     source_id = entry.source_id
     if not isinstance(source_id, str) or not source_id.strip() or len(source_id) > MAX_SOURCE_ID_CHARS:
@@ -101,7 +63,7 @@ def _check(entry: KnowledgeInput, i: int) -> None:
         raise InputDataError(f"{where} ({source_id}): embedding must be non-empty float32 bytes")
 
 
-def add_entries(session: Session, tenant: str, entries: Sequence[KnowledgeInput]) -> list[int]:
+def add_entries(session: Session, tenant: str, entries: Sequence[KnowledgeItem]) -> list[int]:
     """Store entries; an existing ``source_id`` is replaced (the last copy in ``entries`` wins).
 
     Returns the new row ids in the order of ``entries``' distinct source ids. A ``ticket_id``
@@ -109,7 +71,7 @@ def add_entries(session: Session, tenant: str, entries: Sequence[KnowledgeInput]
     """
     for i, entry in enumerate(entries):
         _check(entry, i)
-    latest: dict[str, KnowledgeInput] = {}
+    latest: dict[str, KnowledgeItem] = {}
     for entry in entries:
         latest.pop(entry.source_id, None)  # re-insert so the order follows the last copy
         latest[entry.source_id] = entry
@@ -228,7 +190,7 @@ class KnowledgeRepository:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def add(self, tenant: str, entries: Sequence[KnowledgeInput]) -> list[int]:
+    def add(self, tenant: str, entries: Sequence[KnowledgeItem]) -> list[int]:
         with self.database.session() as session:
             return add_entries(session, tenant, entries)
 

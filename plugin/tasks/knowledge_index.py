@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from deskpilot.errors import InputDataError
+from deskpilot.types import KnowledgeItem, StoredKnowledge
 
 log = logging.getLogger("deskpilot.respond")
 
@@ -45,46 +46,13 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
 
 
-class StoredEntry(Protocol):
-    """A knowledge row as the store hands it back."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def source_id(self) -> str: ...
-    @property
-    def question(self) -> str: ...
-    @property
-    def answer(self) -> str: ...
-    @property
-    def label(self) -> str | None: ...
-    @property
-    def embedding(self) -> bytes: ...
-    @property
-    def embedding_model(self) -> str: ...
-
-
 class KnowledgeStore(Protocol):
     """What the index needs of persistence (``KnowledgeRepository`` provides it)."""
 
     def add(self, tenant: str, entries: Sequence[KnowledgeItem]) -> list[int]: ...
-    def entries_since(self, tenant: str, after_id: int = 0) -> Sequence[StoredEntry]: ...
+    def entries_since(self, tenant: str, after_id: int = 0) -> Sequence[StoredKnowledge]: ...
     def count(self, tenant: str) -> int: ...
     def delete(self, tenant: str, source_id: str) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class KnowledgeItem:
-    """A resolved ticket to add. The index fills ``embedding`` and ``embedding_model``."""
-
-    source_id: str
-    question: str
-    answer: str
-    label: str | None = None
-    origin: Origin = "import"
-    ticket_id: int | None = None
-    embedding: bytes = b""
-    embedding_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +236,7 @@ class KnowledgeIndex:
             self._snapshots[tenant] = snap
             return len(snap)
 
-    def _apply(self, tenant: str, snap: _Snapshot, rows: Sequence[StoredEntry]) -> _Snapshot:
+    def _apply(self, tenant: str, snap: _Snapshot, rows: Sequence[StoredKnowledge]) -> _Snapshot:
         if not rows:
             return snap
         name = self.embedder.name

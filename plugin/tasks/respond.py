@@ -19,14 +19,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from deskpilot.errors import InputDataError
-from deskpilot.types import Draft
+from deskpilot.types import Draft, KnowledgeItem
 
 from .knowledge_index import (
     MEMORY_TENANT,
     Embedder,
     Hit,
     KnowledgeIndex,
-    KnowledgeItem,
     KnowledgeStore,
     Origin,
 )
