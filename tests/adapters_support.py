@@ -352,3 +352,60 @@ class Trained:
 
     def expected_labels(self) -> list[str]:
         return [self.card.labels[int(i)] for i in self.expected.argmax(-1)]
+
+
+# --- a tiny causal LM (responder unit tests) ------------------------------------------
+TINY_LM_SENTENCES = [
+    "Reset your password from the login page and sign in again.",
+    "Restart the router, then reconnect to the office wifi.",
+    "The invoice was sent twice; we refunded the second charge.",
+    "Your VPN profile expired. Import the new profile and restart the client.",
+    "Please describe the error message and attach a screenshot.",
+    "My laptop battery drains fast since the update. What can I do?",
+    "system user assistant You are a helpdesk assistant. Answer the ticket.",
+]
+
+
+def build_tiny_lm(folder: Path) -> Path:
+    """A random 2-layer Llama with a byte-level BPE tokenizer trained here, ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from deskpilot.adapters.catalog import CHATML_TEMPLATE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(TINY_LM_SENTENCES * 3, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    return folder

@@ -21,6 +21,7 @@ from adapters_support import (
     INTENT_WORDS,
     Trained,
     build_tiny_bert,
+    build_tiny_lm,
     copy_adapter,
     make_texts,
     one_thread,
@@ -172,3 +173,24 @@ def register(registry: Registry, tmp_path: Path) -> Any:
         return registry.register(files, card, promote=promote)
 
     return _register
+
+
+# --- generator (responder) fixtures ------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_base(tiny_lm_dir: Path) -> BaseModel:
+    return BaseModel(str(tiny_lm_dir), tiny_lm_dir)
+
+
+@pytest.fixture(scope="session")
+def generator_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache for the packaged generator, converted once per session (~20 s)."""
+    from deskpilot.adapters.catalog import packaged_generator
+
+    cache = tmp_path_factory.mktemp("model-cache")
+    packaged_generator(cache)
+    return cache
