@@ -194,6 +194,7 @@ def bench_dataset(name: str, cfg: ResponderBenchConfig, settings: Settings, log:
         "train_pairs": len(subset),
         "train_seconds": fitted.card.train_seconds,  # the LoRA training itself
         "fit_seconds": round(fit_seconds, 1),  # with prompts, validation drafts and tuning
+        "training": {k: v for k, v in fitted.card.metrics.items() if k not in ("history", "validation")},
         "policy": fitted.card.extra.get("responder_policy"),
         "validation": fitted.validation,
         "modes": {m: modes.count(m) for m in ("generated", "reused", "none")},
