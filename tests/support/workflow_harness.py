@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from deskpilot.config import Settings
 from deskpilot.gateway.app import create_app
@@ -31,7 +31,7 @@ from deskpilot.jobs.context import WorkerContext
 from deskpilot.jobs.runner import run_one
 from deskpilot.policy import PolicyStore
 from deskpilot.store import Database
-from deskpilot.store.models import FeedbackRecord
+from deskpilot.store.models import FeedbackRecord, JobRecord
 from deskpilot.types import AdapterSummary, Alternative, Prediction
 
 MAX_JOBS = 50  # more than this from one run_jobs() is a loop, not a workflow
@@ -99,13 +99,19 @@ class Workflow:
     http: TestClient
 
     def run_jobs(self) -> int:
-        """Run queued jobs until none is left; how many ran."""
-        ran = 0
+        """Run queued jobs until none is left; how many attempts ran (a worker runs a
+        decision's deliveries right after it, inside the same ``run_one``)."""
+        before = self._attempts()
+        loops = 0
         while run_one(self.worker, "test-worker") is not None:
-            ran += 1
-            if ran > MAX_JOBS:
+            loops += 1
+            if loops > MAX_JOBS:
                 raise AssertionError("the job queue does not drain")
-        return ran
+        return self._attempts() - before
+
+    def _attempts(self) -> int:
+        with self.database.session() as session:
+            return int(session.scalar(select(func.coalesce(func.sum(JobRecord.attempts), 0))) or 0)
 
     def feedback(self, *columns: str) -> list[tuple[Any, ...]]:
         """The recorded corrections, oldest first, as tuples of ``columns`` (of ``feedback_columns``)."""
