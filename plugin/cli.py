@@ -155,7 +155,14 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
-def _read(path: Path, text_column: str, label_column: str | None, *, require_labels: bool = True) -> Any:
+def _read(
+    path: Path,
+    text_column: str,
+    label_column: str | None,
+    *,
+    require_labels: bool = True,
+    keep_columns: tuple[str, ...] = (),
+) -> Any:
     from deskpilot.dataio import read_rows
 
     s = settings()
@@ -164,6 +171,7 @@ def _read(path: Path, text_column: str, label_column: str | None, *, require_lab
         text_column=text_column,
         label_column=label_column,
         require_labels=require_labels,
+        keep_columns=keep_columns,
         max_line_bytes=s.max_line_bytes,
         max_text_chars=s.max_text_chars,
     )
@@ -686,6 +694,22 @@ def keys_create_cmd(
 
 
 # --- bench ---------------------------------------------------------------------------
+def print_figures(title: str, figures: dict[str, Any], *, as_json: bool) -> None:
+    """A bench's headline figures: one JSON line, or a table with its requirements."""
+    if as_json:
+        emit_json(figures)
+        return
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        if not isinstance(value, dict):
+            table.add_row(key, _fmt(value))
+    for key, met in figures["requirements"].items():
+        table.add_row(f"requirement {key}", "met" if met else "NOT MET")
+    Console().print(table)
+
+
 def _csv_list(items: list[str] | None) -> list[str]:
     return [x.strip() for item in items or [] for x in item.split(",") if x.strip()]
 
@@ -882,19 +906,7 @@ def bench_serve_cmd(
             command="deskpilot " + shlex.join(sys.argv[1:]),
             log=say,
         )
-    figures = summary(results)
-    if as_json:
-        emit_json(figures)
-        return
-    table = Table(title="serve")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        if not isinstance(value, dict):
-            table.add_row(key, _fmt(value))
-    for key, met in figures["requirements"].items():
-        table.add_row(f"requirement {key}", "met" if met else "NOT MET")
-    Console().print(table)
+    print_figures("serve", summary(results), as_json=as_json)
 
 
 class IngressModel(StrEnum):
@@ -967,19 +979,7 @@ def bench_ingress_cmd(
                 log=say,
                 progress=progress,
             )
-    figures = summary(results)
-    if as_json:
-        emit_json(figures)
-        return
-    table = Table(title="ingress")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        if not isinstance(value, dict):
-            table.add_row(key, _fmt(value))
-    for key, met in figures["requirements"].items():
-        table.add_row(f"requirement {key}", "met" if met else "NOT MET")
-    Console().print(table)
+    print_figures("ingress", summary(results), as_json=as_json)
 
 
 # --- policy --------------------------------------------------------------------------

@@ -33,16 +33,9 @@ def read_pairs(path: Path, text_column: str, answer_column: str, label_column: s
     from deskpilot.cli import _read
     from deskpilot.jobs.responder_training import Pairs
 
-    rows = _read(path, text_column, answer_column)
-    rows_with_labels = None
-    if label_column:
-        from deskpilot.dataio import read_rows
-
-        labelled = read_rows(
-            path, text_column=text_column, label_column=answer_column, keep_columns=(label_column,)
-        )
-        rows_with_labels = [value or None for value in labelled.extra[label_column]]
-    return Pairs(list(rows.texts), list(rows.labels or []), rows_with_labels)
+    rows = _read(path, text_column, answer_column, keep_columns=(label_column,) if label_column else ())
+    labels = [value or None for value in rows.extra[label_column]] if label_column else None
+    return Pairs(list(rows.texts), list(rows.labels or []), labels)
 
 
 def train_responder_cmd(
@@ -210,7 +203,7 @@ def bench_responder_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """(a) retrieval only, (b) base model + retrieval, (c) the responder as shipped, side by side."""
-    from deskpilot.cli import _quiet_libraries, emit_json, say, settings, user_errors
+    from deskpilot.cli import _quiet_libraries, print_figures, say, settings, user_errors
 
     s = settings()
     with user_errors():
@@ -224,5 +217,4 @@ def bench_responder_cmd(
             max_minutes=max_minutes,
         )
         figures = bench_responder.run(cfg, s, log=say, out_dir=out, markdown=markdown)
-    if as_json:
-        emit_json(figures)
+    print_figures("responder", figures, as_json=as_json)
