@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from deskpilot.cli_connectors import register as register_connectors_commands
+from deskpilot.cli_documents import register as register_documents_commands
 from deskpilot.cli_jobs import register as register_jobs_commands
 from deskpilot.cli_respond import register as register_respond_commands
 from deskpilot.cli_retrain import record_champion_change
@@ -1010,7 +1011,14 @@ def policy_check_cmd(file: Annotated[Path, typer.Argument(help="The policy YAML 
     typer.echo(f"{file}: ok")
     typer.echo(f"tasks: {tasks}")
     typer.echo("systems: " + ", ".join(f"{n} ({s.connector})" for n, s in policy.systems.items()))
-    typer.echo(f"triage: {policy.triage.describe()}")
+    if policy.triage is not None:
+        typer.echo(f"triage: {policy.triage.describe()}")
+    if policy.documents is not None:
+        docs = policy.documents
+        typer.echo(
+            f"documents: task {docs.task}, {len(docs.destinations)} destinations, "
+            f"triage {docs.triage.system}:{docs.triage.create}"
+        )
     typer.echo("overrides: " + (", ".join(r.name for r in policy.overrides) or "none"))
 
 
@@ -1044,6 +1052,7 @@ def version_cmd() -> None:
 register_jobs_commands(app)  # `deskpilot worker` and `deskpilot jobs ...` (cli_jobs.py)
 register_connectors_commands(app)  # `deskpilot connectors list` (cli_connectors.py)
 register_respond_commands(train_app, evaluate_app, bench_app)  # responders (cli_respond.py)
+register_documents_commands(app, bench_app)  # classify-docs, bench documents (cli_documents.py)
 
 
 def main() -> None:

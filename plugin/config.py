@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     job_backoff_max_s: float = Field(default=300.0, ge=0.0)
     job_poll_s: float = Field(default=0.2, gt=0.0, le=60.0)
 
+    # documents (uploads, email attachments): what one file may cost; see documents/model.py
+    doc_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    doc_max_pages: int = Field(default=200, ge=1)
+    doc_max_depth: int = Field(default=3, ge=0, le=20)
+    doc_max_attachments: int = Field(default=50, ge=1)
+    doc_max_unpacked_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    doc_max_compression_ratio: float = Field(default=200.0, ge=2.0)
+    doc_ocr_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    doc_max_files: int = Field(default=20, ge=1, le=1000)  # files in one upload request
+
     # feedback and retraining: a challenger is promoted only if it is not worse than the
     # champion by more than these margins (macro-F1 and accuracy on covered predictions)
     retrain_after_corrections: int = Field(default=0, ge=0)
@@ -144,6 +154,11 @@ class Settings(BaseSettings):
     def webhook_secret(self, tenant: str, source: str) -> str | None:
         secret = self.webhook_secrets.get(f"{tenant}/{source}") or self.webhook_secrets.get(tenant)
         return secret.get_secret_value() if secret is not None else None
+
+    @property
+    def documents_dir(self) -> Path:
+        """The content-addressed originals of received documents."""
+        return self.home / "documents"
 
     @property
     def cache_dir(self) -> Path:

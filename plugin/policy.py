@@ -229,15 +229,53 @@ class RespondPolicy(_Model):
         return label if not self.classes or label in self.classes else None
 
 
+DOCUMENT_RECORDS = ("purchase_invoice", "task")
+
+
+class DocumentDestination(_Model):
+    """The ERP record a class of documents becomes, e.g. a draft purchase invoice, or a task in
+    a team's project (``queue``: an ERPNext Project name / an Odoo project id)."""
+
+    system: str
+    create: Literal["purchase_invoice", "task"] = "task"
+    queue: str | None = None
+    assignee: str | None = None
+    fields: dict[str, FieldValue] = {}
+
+    def as_fields(self) -> dict[str, str | int]:
+        out: dict[str, str | int] = {"create": self.create}
+        out.update({k: v for k in ("queue", "assignee") if (v := getattr(self, k)) is not None})
+        out.update(self.fields)
+        return out
+
+
+class DocumentsPolicy(_Model):
+    """Incoming documents: the classifier task, where each class is filed, how sure to be."""
+
+    task: Name = "doctype"
+    destinations: dict[Label, DocumentDestination] = {}
+    triage: DocumentDestination
+    thresholds: dict[Label, Score] = {}
+    min_score: Score | None = None
+
+    def threshold(self, label: str) -> float:
+        return self.thresholds.get(label, self.min_score or 0.0)
+
+
 class Policy(_Model):
-    """One tenant's routing policy. ``tasks`` order is the order tasks run."""
+    """One tenant's routing policy. ``tasks`` order is the order tasks run.
+
+    A tenant that only files documents may leave ``tasks`` empty; then ``triage`` (for
+    tickets) may be left out too.
+    """
 
     version: Literal[1] = 1
     systems: dict[Name, SystemConfig] = Field(min_length=1)
-    tasks: dict[Name, TaskPolicy] = Field(min_length=1)
-    triage: Destination
+    tasks: dict[Name, TaskPolicy] = {}
+    triage: Destination | None = None
     overrides: list[OverrideRule] = []
     respond: RespondPolicy | None = None
+    documents: DocumentsPolicy | None = None
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Policy:
@@ -247,6 +285,12 @@ class Policy(_Model):
         if problems:
             raise ValueError("; ".join(f"{dotted(loc)}: {msg}" for loc, msg in problems))
         return self
+
+    def ticket_triage(self) -> Destination:
+        """Where unsure tickets go (always set when there are tasks: see the validator)."""
+        if self.triage is None:
+            raise PolicyError("the routing policy has no triage destination for tickets")
+        return self.triage
 
     def field_system(self, task: str) -> str | None:
         """The system whose ticket gets ``tasks[task].field`` when no destination applies."""
@@ -296,6 +340,17 @@ def reference_problems(data: Any) -> list[tuple[Loc, str]]:
             )
     if isinstance(data.get("triage"), dict):
         system_ref(("triage", "system"), data["triage"].get("system"))
+    elif tasks and data.get("triage") is None:
+        problems.append((("triage",), "required when there are tasks (where unsure tickets go)"))
+    if not tasks and data.get("documents") is None:
+        problems.append((("tasks",), "a policy needs tasks (for tickets), documents, or both"))
+    documents = data.get("documents")
+    if isinstance(documents, dict):
+        for label, dest in _items(documents.get("destinations")):
+            if isinstance(dest, dict):
+                system_ref(("documents", "destinations", label, "system"), dest.get("system"))
+        if isinstance(documents.get("triage"), dict):
+            system_ref(("documents", "triage", "system"), documents["triage"].get("system"))
     respond = data.get("respond")
     if isinstance(respond, dict) and isinstance(respond.get("task"), str) and respond["task"] not in tasks:
         problems.append((("respond", "task"), f"unknown task '{respond['task']}' (known: {_known(tasks)})"))

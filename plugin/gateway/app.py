@@ -66,7 +66,15 @@ def create_app(
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    documents_max = settings.doc_max_bytes * settings.doc_max_files + 64 * 1024  # + multipart framing
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        larger={
+            r"/v1/documents": documents_max,
+            r"/webhooks/[^/]+/email": settings.doc_max_bytes + 64 * 1024,
+        },
+    )
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so even a 413 has an id
     return app
 

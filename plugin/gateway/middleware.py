@@ -59,19 +59,28 @@ def _too_large_body(limit: int) -> bytes:
 
 
 class BodySizeLimitMiddleware:
-    """Reject bodies over ``max_bytes`` with 413: early by Content-Length, else while streaming."""
+    """Reject bodies over ``max_bytes`` with 413: early by Content-Length, else while streaming.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``larger`` gives some paths (a regex each) a limit of their own: document uploads and
+    emails are megabytes where JSON requests are kilobytes.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max = max_bytes
+        self.larger = [(re.compile(pattern), limit) for pattern, limit in (larger or {}).items()]
+
+    def limit_for(self, path: str) -> int:
+        return next((limit for pattern, limit in self.larger if pattern.fullmatch(path)), self.default_max)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope.get("path", ""))
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
+            await self._reject(send, max_bytes)
             return
 
         received = 0
@@ -82,8 +91,8 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLargeError(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -98,10 +107,10 @@ class BodySizeLimitMiddleware:
             # Normally the exception handlers answer; this covers reads outside them.
             if started:
                 raise
-            await self._reject(send)
+            await self._reject(send, max_bytes)
 
-    async def _reject(self, send: Send) -> None:
-        body = _too_large_body(self.max_bytes)
+    async def _reject(self, send: Send, max_bytes: int) -> None:
+        body = _too_large_body(max_bytes)
         await send(
             {
                 "type": "http.response.start",

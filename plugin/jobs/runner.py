@@ -21,6 +21,7 @@ from deskpilot.errors import (
     PolicyError,
 )
 from deskpilot.store import queue
+from deskpilot.store.documents import PROCESS_DOCUMENT
 from deskpilot.store.workflow import ANSWER_QUERY, APPLY_FEEDBACK, DELIVER_ACTION, PROCESS_TICKET, RETRAIN
 
 from .base import JobRun, LeaseLost, PermanentJobError
@@ -31,6 +32,12 @@ from .pipeline import deliver_action, process_ticket
 logger = logging.getLogger("deskpilot.jobs")
 
 Handler = Callable[[WorkerContext, JobRun], None]
+
+
+def _process_document(context: WorkerContext, run: JobRun) -> None:
+    # the field rules and the originals store load only in processes that get documents
+    module = importlib.import_module("deskpilot.jobs.documents")
+    module.process_document(context, run)
 
 
 def _retrain(context: WorkerContext, run: JobRun) -> None:
@@ -45,6 +52,7 @@ HANDLERS: dict[str, Handler] = {
     RETRAIN: _retrain,
     APPLY_FEEDBACK: apply_feedback,
     ANSWER_QUERY: answer_query,
+    PROCESS_DOCUMENT: _process_document,
 }
 
 _PERMANENT = (PermanentJobError, InputDataError, PolicyError, ConfigError, NotFoundError)

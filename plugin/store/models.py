@@ -381,3 +381,51 @@ class KnowledgeEntry(Base):
 
     def __repr__(self) -> str:
         return f"KnowledgeEntry(id={self.id!r}, tenant_id={self.tenant_id!r}, source_id={self.source_id!r})"
+
+
+# documents: files received (uploads, email attachments), their text's fields and filing ----
+
+DOCUMENT_STATES = ("received", "rejected", "processing", "filed", "triage", "failed")
+
+
+class DocumentRecord(Base):
+    """One received file. The original's bytes live in the content-addressed store under
+    ``sha256``; a file already received by the tenant is not received twice (unique key).
+
+    An accepted document also has a ticket row (``ticket_id``: source ``document``) so that its
+    decision, outbox actions, feedback and audit use the same tables as tickets.
+    """
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sha256"),
+        Index("ix_documents_tenant_id_id", "tenant_id", "id"),
+        CheckConstraint(
+            "state IN ('received', 'rejected', 'processing', 'filed', 'triage', 'failed')", name="state"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"), default=None)
+    sha256: Mapped[str] = mapped_column(String(64))
+    parent_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    filename: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    pages: Mapped[int | None] = mapped_column(Integer, default=None)
+    method: Mapped[str | None] = mapped_column(String(32), default=None)
+    source: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16), default="received")
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    message: Mapped[str | None] = mapped_column(String, default=None)
+    doctype: Mapped[str | None] = mapped_column(String, default=None)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    abstained: Mapped[bool] = mapped_column(Boolean, default=False)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"DocumentRecord(id={self.id!r}, tenant_id={self.tenant_id!r}, state={self.state!r})"

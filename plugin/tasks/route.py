@@ -68,7 +68,7 @@ def _to_triage(policy: Policy, task: str, spec: TaskPolicy, label: str | None, w
     abstained = label is None
     if not spec.abstain_to_triage:
         return RouteDecision(task, label, None, abstained, explanation=f"{why}; left unrouted")
-    triage = policy.triage
+    triage = policy.ticket_triage()
     target = {"system": triage.system, "fields": triage.as_fields(), "triage": True}
     return RouteDecision(
         task, label, triage.describe(), abstained, explanation=f"{why}; to triage", target=target
@@ -155,7 +155,7 @@ def plan_actions(
 ) -> list[Action]:
     """One ``route`` action per system. A ticket sent to triage is not also sent to a team."""
     merged, triaged = _merge(policy, decisions)
-    triage = policy.triage
+    triage = policy.ticket_triage()
     if triage.system in triaged:
         fields = merged[triage.system]
         for key in ROUTING_KEYS:

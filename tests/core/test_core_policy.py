@@ -147,7 +147,7 @@ CASES = {
     ),
     "missing-triage": (
         GOOD.split("triage:")[0],
-        ["p.yaml:1: triage: required field is missing"],
+        ["p.yaml:1: triage: required when there are tasks (where unsure tickets go)"],
     ),
     "bad-url-and-connector": (
         GOOD.replace("connector: generic", "connector: Help Scout").replace("http://127", "ftp://127"),

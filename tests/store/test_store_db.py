@@ -25,6 +25,8 @@ TABLES = {
     "outbox",
     "feedback",
     "audit_log",
+    "knowledge",
+    "documents",
 }
 
 
@@ -36,7 +38,7 @@ def test_migrate_twice_creates_all_tables(empty_db: Database) -> None:
     assert tables >= TABLES | {"alembic_version"}
     with empty_db.engine.connect() as connection:
         versions = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
-    assert [v for (v,) in versions] == ["0003"]
+    assert [v for (v,) in versions] == ["0004"]
 
 
 def test_models_match_migrations(db: Database) -> None:

@@ -6,6 +6,7 @@ from deskpilot.gateway.routes import (
     adapters,
     classify,
     connector_webhooks,
+    documents,
     feedback,
     health,
     jobs,
@@ -24,6 +25,7 @@ routers = (
     feedback.router,
     jobs.router,
     respond.router,
+    documents.router,
 )
 
 __all__ = ["routers"]
