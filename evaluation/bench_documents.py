@@ -48,6 +48,7 @@ class DocumentsBenchConfig:
     generated_test: int = 200
     max_minutes: float = 10.0  # training budget per model
     threads: int | None = None
+    company_documents: bool = True  # the real data set, where ../shared/data has it
 
 
 def load_generator() -> ModuleType:
@@ -198,8 +199,13 @@ def run(
     root = datasets.data_dir(settings)
     with tempfile.TemporaryDirectory(prefix="deskpilot-bench-docs-") as tmp:
         folder = Path(tmp)
-        company = company_documents(root, cfg, folder / "company", log) if root is not None else None
-        if company is None:
+        present = root is not None and (root / "company_documents").is_dir()
+        company = (
+            company_documents(root, cfg, folder / "company", log)
+            if present and root and cfg.company_documents
+            else None
+        )
+        if company is None and cfg.company_documents:
             log("company_documents: no evaluation data (../shared/data or DESKPILOT_DATA_DIR); skipped")
         generated = generated_set(cfg, folder / "generated", log)
     figures: dict[str, Any] = {

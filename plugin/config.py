@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     doc_max_compression_ratio: float = Field(default=200.0, ge=2.0)
     doc_ocr_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     doc_max_files: int = Field(default=20, ge=1, le=1000)  # files in one upload request
+    doc_max_image_pixels: int = Field(default=60_000_000, ge=1)
+    doc_max_text_chars: int = Field(default=2_000_000, ge=1)
 
     # feedback and retraining: a challenger is promoted only if it is not worse than the
     # champion by more than these margins (macro-F1 and accuracy on covered predictions)

@@ -28,11 +28,15 @@ connection errors, 408, 425, 429 (``Retry-After``) and 5xx are transient; 401/40
 (``AuthenticationError``/``PermissionError``), 404 (``DoesNotExistError``), 409
 (``DuplicateEntryError``), 417 (``ValidationError``, e.g. an unknown Issue Type) are permanent.
 One attempt per ``act``: the job queue retries with backoff.
+
+A ``file_document`` action (an incoming document) creates a draft Purchase Invoice or a Task
+with the original attached, once per document hash: see ``documents.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -42,6 +46,7 @@ from typing import Any
 import httpx
 
 from deskpilot.connectors.base import ActionFailedError
+from deskpilot.connectors.erpnext import documents
 from deskpilot.connectors.erpnext.convert import PlannedCall, plan_route
 from deskpilot.connectors.generic.client import retry_after_seconds
 from deskpilot.errors import ConfigError, DeskpilotError
@@ -58,6 +63,15 @@ _HINTS = {
     404: "the Issue was deleted or renamed in ERPNext",
     417: "check that the policy's values exist in ERPNext (Issue Type, Issue Priority, User)",
 }
+_DOCUMENT_HINTS = {
+    **_HINTS,
+    403: "the API user needs create and write on Purchase Invoice (Accounts User) or Task (Projects "
+    "User), read on Supplier and Company, and create on File",
+    404: "the record was deleted in ERPNext while the document was being filed",
+    417: "check the policy's values (Supplier, Project, User) and options.expense_account, "
+    "options.item_code, options.company",
+}
+Upload = dict[str, tuple[str, bytes, str]]
 
 
 def _user_agent() -> str:
@@ -132,7 +146,11 @@ def parse_credential(token: str | None) -> str:
 
 
 class ErpnextClient:
-    """Sync client for one ERPNext site. ``options``: ``queue_field``, ``group_field``. Close it."""
+    """Sync client for one ERPNext site. Close it.
+
+    ``options``: ``queue_field``, ``group_field`` (routing); ``default_supplier``, ``company``,
+    ``expense_account``, ``item_code``, ``uom`` (filing documents, see ``documents.py``).
+    """
 
     name = "erpnext"
 
@@ -160,11 +178,26 @@ class ErpnextClient:
         )
 
     # one REST call --------------------------------------------------------------------
-    def _call(self, call: PlannedCall, *, ok_when: tuple[int, str] | None = None) -> dict[str, Any]:
-        """Send ``call``; the JSON answer, or ActionFailedError. ``ok_when`` = (status, exc_type) accepted."""
+    def _call(
+        self,
+        call: PlannedCall,
+        *,
+        ok_when: tuple[int, str] | None = None,
+        files: Upload | None = None,
+        hints: Mapping[int, str] = _HINTS,
+    ) -> dict[str, Any]:
+        """Send ``call``; the JSON answer, or ActionFailedError. ``ok_when`` = (status, exc_type) accepted.
+
+        With ``files`` the request is multipart: ``call.json`` are its form fields.
+        """
         where = f"ERPNext {call.method} {call.path}"
         try:
-            response = self._http.request(call.method, call.path, params=call.params or None, json=call.json)
+            if files is None:
+                response = self._http.request(
+                    call.method, call.path, params=call.params or None, json=call.json
+                )
+            else:
+                response = self._http.request(call.method, call.path, data=call.json, files=files)
         except httpx.TimeoutException as exc:
             raise ActionFailedError(f"{where} timed out ({type(exc).__name__})", transient=True) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -196,13 +229,15 @@ class ErpnextClient:
         raise ActionFailedError(
             f"{where} answered {label}: {message}",
             transient=status >= 500 or status in TRANSIENT_STATUSES,
-            hint=_HINTS.get(status),
+            hint=hints.get(status),
             upstream_status=status,
             retry_after=retry_after,
         )
 
     # the action -------------------------------------------------------------------------
     def act(self, action: Action) -> dict[str, Any]:
+        if action.kind == "file_document":
+            return self._file_document(action)
         try:
             plan = plan_route(action, self.options)
         except DeskpilotError as exc:
@@ -234,6 +269,80 @@ class ErpnextClient:
                 summary["comment"] = created.get("name") if isinstance(created, dict) else None
                 summary["comment_existed"] = False
         return summary
+
+    def _file_document(self, action: Action) -> dict[str, Any]:
+        """Find or create the document's record, attach the original once, assign it."""
+        plan = documents.plan_document(action, self.options)
+        doc = plan.incoming
+        content = doc.read()
+        name = documents.existing_record(self._call(plan.find, hints=_DOCUMENT_HINTS), plan)
+        summary: dict[str, Any] = {"kind": doc.kind, "doctype": plan.doctype, "name": name, "created": False}
+        if name is None:
+            record = dict(plan.record)
+            if plan.doctype == documents.PURCHASE_INVOICE:
+                record.update(self._invoice_parts(plan))
+                summary["supplier"] = record["supplier"]
+            insert = PlannedCall("POST", documents.resource(plan.doctype), json=record)
+            created = self._call(insert, hints=_DOCUMENT_HINTS).get("data")
+            name = created.get("name") if isinstance(created, dict) else None
+            if not isinstance(name, str) or not name:
+                raise ActionFailedError(
+                    f"ERPNext POST {insert.path} answered without the new record's name", transient=False
+                )
+            summary.update(name=name, created=True)
+        digest = hashlib.md5(content, usedforsecurity=False).hexdigest()  # Frappe's File.content_hash
+        listed = self._call(documents.find_files(plan.doctype, name), hints=_DOCUMENT_HINTS)
+        found = documents.existing_file(listed, digest, doc.filename)
+        existed = found is not None
+        if found is None:
+            form = documents.upload_form(plan.doctype, name, doc)
+            upload = PlannedCall("POST", documents.UPLOAD_PATH, json=form)
+            files = {"file": (doc.filename, content, doc.media_type)}
+            message = self._call(upload, files=files, hints=_DOCUMENT_HINTS).get("message")
+            found = message if isinstance(message, dict) else {}
+        summary.update(file=found.get("name"), file_url=found.get("file_url"), file_existed=existed)
+        if plan.assignee:
+            self._call(
+                documents.assign(plan.doctype, name, plan.assignee),
+                ok_when=(417, "DuplicateToDoError"),
+                hints=_DOCUMENT_HINTS,
+            )
+            summary["assigned"] = [plan.assignee]
+        return summary
+
+    def _invoice_parts(self, plan: documents.DocumentPlan) -> dict[str, Any]:
+        """Supplier, the one row and the remarks of a new Purchase Invoice (they need lookups)."""
+        doc, note = plan.incoming, None
+        supplier = plan.supplier
+        if supplier is None:
+            lookup = documents.find_supplier(doc)
+            found = self._call(lookup, hints=_DOCUMENT_HINTS) if lookup is not None else {}
+            supplier = documents.pick_supplier(found, doc)
+        if supplier is None:
+            named = " / ".join(doc.fields[k] for k in ("supplier", "vat_id") if doc.fields.get(k))
+            if plan.default_supplier is None:
+                what = (
+                    f"ERPNext has no enabled Supplier {named!r}"
+                    if named
+                    else "the document names no supplier"
+                )
+                raise ActionFailedError(
+                    f"{what}, and the policy sets no default_supplier",
+                    transient=False,
+                    hint="create the Supplier (its name or Tax ID as on the document), or set "
+                    "default_supplier in the destination's fields or the system's options",
+                )
+            supplier = plan.default_supplier
+            shown = f"{named!r}, not found in ERPNext" if named else "not read"
+            note = f"Supplier on the document: {shown}; filed under {supplier!r}: correct it."
+        parts: dict[str, Any] = {"supplier": supplier}
+        expense = self.options.get("expense_account") or None
+        if expense is None and not self.options.get("item_code"):
+            companies = self._call(documents.find_company(self.options), hints=_DOCUMENT_HINTS)
+            parts["company"], expense = documents.company_expense_account(companies, self.options)
+        parts["items"] = [documents.invoice_row(doc, self.options, expense)]
+        parts["remarks"] = documents.remarks(doc, note)
+        return parts
 
     def close(self) -> None:
         self._http.close()

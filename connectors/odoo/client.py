@@ -33,10 +33,14 @@ Odoo's own error; it never holds the API key.
 Idempotency: ``write`` sets values (linking a tag twice is a no-op), so repeating it is
 harmless; the note is posted only when no message on the record holds its marker, so an
 action re-run after a crash posts it once.
+
+A ``file_document`` action (an incoming document) creates a draft vendor bill or a project
+task with the original attached, once per document hash: see ``documents.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import threading
@@ -50,6 +54,7 @@ import httpx
 
 from deskpilot.connectors.base import ActionFailedError
 from deskpilot.connectors.generic.client import retry_after_seconds
+from deskpilot.connectors.odoo import documents
 from deskpilot.connectors.odoo.convert import (
     OdooCall,
     PlannedCall,
@@ -71,6 +76,10 @@ TRANSIENT_NAMES = frozenset({"odoo.exceptions.ConcurrencyError"})  # Odoo 18+: s
 MISSING = "odoo.exceptions.MissingError"
 NOT_COMMITTED_WINDOW_S = 120.0
 NOT_COMMITTED_RETRY_S = 5.0
+DOCUMENT_ACCESS_HINT = (
+    "the API user needs create on account.move (Accounting: Billing) or project.task (Project: "
+    "User), read on res.partner and res.currency, and create on ir.attachment"
+)
 
 
 class OdooCallError(ActionFailedError):
@@ -157,6 +166,13 @@ class OdooClient:
     # --- the ActionClient protocol -----------------------------------------------------
     def act(self, action: Action) -> dict[str, Any]:
         """Write the destination fields, then post the note once; a summary of what was done."""
+        if action.kind == "file_document":
+            try:
+                return self._file_document(action)
+            except OdooCallError as exc:
+                if exc.odoo_name == "odoo.exceptions.AccessError" or exc.upstream_status == 403:
+                    exc.hint = DOCUMENT_ACCESS_HINT
+                raise
         plan = plan_route(action, self.options)
         summary: dict[str, Any] = {
             "api": self.options.api,
@@ -178,6 +194,78 @@ class OdooClient:
         except OdooCallError as exc:
             raise self._not_committed_yet(exc, plan.created_at) from None
         return summary
+
+    def _file_document(self, action: Action) -> dict[str, Any]:
+        """Find or create the document's record, then attach the original once."""
+        plan = documents.plan_document(action)
+        doc = plan.incoming
+        content = doc.read()
+        record_id = documents.existing_record(self.call(plan.find), plan)
+        summary: dict[str, Any] = {
+            "api": self.options.api,
+            "kind": doc.kind,
+            "model": plan.model,
+            "id": record_id,
+            "created": False,
+        }
+        if record_id is None:
+            values = dict(plan.values)
+            if plan.model == documents.MOVE:
+                values.update(self._bill_parts(plan))
+                summary["partner_id"] = values.get("partner_id")
+            record_id = documents.created_id(self.create(plan.model, values))
+            if record_id is None:
+                raise ActionFailedError(f"Odoo {plan.model}.create answered without an id", transient=False)
+            summary.update(id=record_id, created=True)
+        digest = hashlib.sha1(content, usedforsecurity=False).hexdigest()  # ir.attachment.checksum
+        rows = self.call(documents.find_attachments(plan.model, record_id))
+        attachment = documents.existing_attachment(rows, digest, doc.filename)
+        summary["file_existed"] = attachment is not None
+        if attachment is None:
+            values = documents.attachment_values(plan.model, record_id, doc, content)
+            attachment = documents.created_id(self.create(documents.ATTACHMENT, values))
+        summary["file"] = attachment
+        return summary
+
+    def _bill_parts(self, plan: documents.DocumentPlan) -> dict[str, Any]:
+        """Partner, currency and narration of a new vendor bill (they need lookups)."""
+        doc, remarks = plan.incoming, []
+        parts: dict[str, Any] = {}
+        lookup = documents.find_partner(doc)
+        partner = documents.pick_partner(self.call(lookup), doc) if lookup is not None else None
+        if partner is None:
+            named = " / ".join(doc.fields[k] for k in ("supplier", "vat_id") if doc.fields.get(k))
+            partner = plan.default_partner
+            if named:
+                filed = f"filed under partner {partner}" if partner else "left without a vendor"
+                remarks.append(f"Vendor on the document: {named!r}, not found in Odoo; {filed}: correct it.")
+        if partner is not None:
+            parts["partner_id"] = partner
+        currency = documents.find_currency(doc)
+        if currency is not None:
+            currency_id = documents.first_id(self.call(currency))
+            if currency_id is None:
+                remarks.append(
+                    f"Currency {doc.fields['currency']!r} is not active in Odoo: the company's is used."
+                )
+            else:
+                parts["currency_id"] = currency_id
+        parts["narration"] = documents.narration(doc, remarks)
+        return parts
+
+    def create(self, model: str, values: dict[str, Any]) -> Any:
+        """``model.create([values])`` on the configured API: ``[id]``."""
+        if self.options.api == "json2":
+            return self.call(documents.create_call(model, values))
+        planned = documents.jsonrpc_create_request(
+            model,
+            values,
+            database=self.options.database or "",
+            uid=self._user_id(),
+            api_key=self._key,
+            request_id=next(self._request_ids),
+        )
+        return self._jsonrpc(planned, f"{model}.create")
 
     def _not_committed_yet(self, error: OdooCallError, created_at: datetime | None) -> ActionFailedError:
         """A record created moments ago and missing: Odoo has not committed it yet, so retry.

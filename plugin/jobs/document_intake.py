@@ -32,6 +32,8 @@ def limits_from(settings: Settings) -> DocumentLimits:
         max_unpacked_bytes=settings.doc_max_unpacked_bytes,
         max_compression_ratio=settings.doc_max_compression_ratio,
         ocr_timeout_s=settings.doc_ocr_timeout_s,
+        max_image_pixels=settings.doc_max_image_pixels,
+        max_text_chars=settings.doc_max_text_chars,
     )
 
 

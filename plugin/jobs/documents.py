@@ -64,7 +64,7 @@ def process_document(context: WorkerContext, run: JobRun) -> None:
         record = workflow.get_ticket(session, run.tenant_id, doc.ticket_id)
         text = record.body if record is not None else ""
         title_lines = [str(t) for t in (doc.meta or {}).get("title_lines", [])]
-        info = {
+        info: dict[str, Any] = {
             "sha256": doc.sha256,
             "filename": doc.filename,
             "media_type": doc.media_type,

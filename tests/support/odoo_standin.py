@@ -17,9 +17,19 @@ Before 19, ``/json/2/...`` is werkzeug's HTML 404, as on a real Odoo 17.
 
 Models: ``helpdesk.ticket`` (name, description, partner_email, team_id, user_id, priority
 '0'-'3', tag_ids, create/write date and uid), ``helpdesk.team``, ``helpdesk.tag``,
-``res.users`` and ``mail.message``. Methods: ``write``, ``read``, ``search_read``,
-``search_count``, ``message_post``. Domains: lists of ``[field, op, value]`` leaves (implicit
-AND) with ``=``, ``!=``, ``in``, ``not in``, ``like``, ``ilike`` (``%``/``_`` wildcards).
+``res.users`` and ``mail.message``; for incoming documents ``account.move`` (vendor bills, with
+``invoice_line_ids`` one2many commands), ``account.move.line``, ``account.journal``,
+``account.tax``, ``project.project``, ``project.task``, ``res.partner``, ``res.currency`` and
+``ir.attachment`` (``datas`` base64 in, stored bytes, ``checksum`` = SHA-1, ``file_size``; the
+first PDF or image on a bill becomes its ``message_main_attachment_id``). Methods: ``create``
+(``vals_list``: JSON-2 answers ``[ids]``; JSON-RPC takes it positionally and answers an id for
+a dict, ids for a list, and fails with Odoo's ``IndexError`` when it comes by name), ``write``,
+``read``, ``search_read``, ``search_count``, ``message_post``. Required fields missing on
+``create`` are Odoo's ``ValidationError`` ("a mandatory field is not set"). Domains: prefix
+``&``, ``|``, ``!`` over ``[field, op, value]`` leaves (implicit AND) with ``=``, ``!=``, ``in``,
+``not in``, ``like``, ``ilike`` (``%``/``_`` wildcards, ``\\`` escapes), ``=like``,
+``=ilike``; records with ``active`` false are left out unless the domain names ``active``.
+``records_of``, ``record`` and ``attachments_of`` read records and attachment bytes back.
 
 Odoo itself uses neither 409 nor 412; concurrent writes surface as a serialization failure,
 injected with ``fail_next_error(1, "psycopg2.errors.SerializationFailure", ...)``.
@@ -32,6 +42,9 @@ Use: ``from support.odoo_standin import OdooStandin``.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import html
 import inspect
 import json
@@ -39,7 +52,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -88,7 +101,113 @@ FIELDS: dict[str, dict[str, tuple[str, Any]]] = {
         "author_uid": ("integer", None),
     },
 }
-READONLY = frozenset({"id", "create_date", "write_date", "create_uid", "write_uid"})
+_STAMPS: dict[str, tuple[str, Any]] = {
+    "create_date": ("datetime", None),
+    "write_date": ("datetime", None),
+    "create_uid": ("many2one", "res.users"),
+    "write_uid": ("many2one", "res.users"),
+}
+FIELDS.update(
+    {
+        "account.move": {
+            "id": ("integer", None),
+            "name": ("char", None),
+            "move_type": (
+                "selection",
+                (
+                    "entry",
+                    "out_invoice",
+                    "out_refund",
+                    "in_invoice",
+                    "in_refund",
+                    "out_receipt",
+                    "in_receipt",
+                ),
+            ),
+            "state": ("selection", ("draft", "posted", "cancel")),
+            "ref": ("char", None),
+            "invoice_date": ("date", None),
+            "invoice_date_due": ("date", None),
+            "partner_id": ("many2one", "res.partner"),
+            "currency_id": ("many2one", "res.currency"),
+            "journal_id": ("many2one", "account.journal"),
+            "invoice_user_id": ("many2one", "res.users"),
+            "narration": ("html", None),
+            "invoice_line_ids": ("one2many", ("account.move.line", "move_id")),
+            "amount_total": ("float", None),
+            "message_main_attachment_id": ("many2one", "ir.attachment"),
+            **_STAMPS,
+        },
+        "account.move.line": {
+            "id": ("integer", None),
+            "move_id": ("many2one", "account.move"),
+            "name": ("char", None),
+            "quantity": ("float", None),
+            "price_unit": ("float", None),
+            "tax_ids": ("many2many", "account.tax"),
+            "price_subtotal": ("float", None),
+        },
+        "account.journal": {"id": ("integer", None), "name": ("char", None), "type": ("char", None)},
+        "account.tax": {"id": ("integer", None), "name": ("char", None)},
+        "project.project": {"id": ("integer", None), "name": ("char", None)},
+        "project.task": {
+            "id": ("integer", None),
+            "name": ("char", None),
+            "project_id": ("many2one", "project.project"),
+            "description": ("html", None),
+            "user_ids": ("many2many", "res.users"),
+            "priority": ("selection", ("0", "1")),
+            **_STAMPS,
+        },
+        "res.partner": {
+            "id": ("integer", None),
+            "name": ("char", None),
+            "vat": ("char", None),
+            "email": ("char", None),
+            "active": ("boolean", None),
+        },
+        "res.currency": {"id": ("integer", None), "name": ("char", None), "active": ("boolean", None)},
+        "ir.attachment": {
+            "id": ("integer", None),
+            "name": ("char", None),
+            "datas": ("binary", None),
+            "res_model": ("char", None),
+            "res_id": ("integer", None),
+            "mimetype": ("char", None),
+            "type": ("selection", ("binary", "url")),
+            "checksum": ("char", None),
+            "file_size": ("integer", None),
+        },
+    }
+)
+READONLY = frozenset(
+    {
+        "id",
+        "create_date",
+        "write_date",
+        "create_uid",
+        "write_uid",
+        "checksum",
+        "file_size",
+        "amount_total",
+        "price_subtotal",
+    }
+)
+# what ``create`` fills in when not given, and what it refuses to go without (field: label)
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "account.move": {"name": "/", "move_type": "entry", "state": "draft", "journal_id": 2, "currency_id": 1},
+    "account.move.line": {"quantity": 1.0, "price_unit": 0.0},
+    "res.partner": {"active": True},
+    "res.currency": {"active": True},
+    "ir.attachment": {"type": "binary"},
+}
+REQUIRED: dict[str, dict[str, str]] = {
+    "project.task": {"name": "Title"},
+    "ir.attachment": {"name": "Name"},
+    "res.partner": {"name": "Name"},
+    "account.move": {"journal_id": "Journal"},
+}
+MAIN_ATTACHMENT_TYPES = ("application/pdf", "image/")
 
 
 class OdooError(Exception):
@@ -151,16 +270,47 @@ class OdooStandin(StandinServer):
         self.calls: list[SeenCall] = []
         self.records: dict[str, dict[int, dict[str, Any]]] = {model: {} for model in FIELDS}
         self._keys = {api_key: uid}
-        self._errors: deque[OdooError] = deque()
+        self._errors: deque[tuple[OdooError, str | None, str | None]] = deque()
         self._clock = datetime(2024, 5, 2, 10, 15, 42)
         self.add("res.users", 2, name="Mitchell Admin", login="admin")
         self.add("res.users", uid, name="deskpilot", login=login)
+        # what a database with Accounting installed has: currencies (one archived) and journals
+        self.add("res.currency", 1, name="EUR", active=True)
+        self.add("res.currency", 2, name="USD", active=True)
+        self.add("res.currency", 3, name="CHF", active=False)
+        self.add("account.journal", 2, name="Vendor Bills", type="purchase")
+        self.add("account.journal", 3, name="Miscellaneous Operations", type="general")
 
     # test controls ---------------------------------------------------------------------
-    def fail_next_error(self, n: int, name: str, message: str) -> None:
-        """The next ``n`` ORM calls raise the Odoo exception ``name`` (after authentication)."""
+    def fail_next_error(
+        self, n: int, name: str, message: str, *, model: str | None = None, method: str | None = None
+    ) -> None:
+        """The next ``n`` ORM calls (of ``model``/``method`` if given) raise the Odoo exception
+        ``name`` (after authentication), changing nothing."""
         with self._lock:
-            self._errors.extend(OdooError(name, message) for _ in range(n))
+            self._errors.extend((OdooError(name, message), model, method) for _ in range(n))
+
+    def record(self, model: str, record_id: int) -> dict[str, Any] | None:
+        """A stored record as Odoo keeps it (one2many and many2many as lists of ids)."""
+        with self._lock:
+            found = self.records[model].get(record_id)
+            return {k: v for k, v in found.items() if not k.startswith("_")} if found is not None else None
+
+    def records_of(self, model: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {k: v for k, v in r.items() if not k.startswith("_")}
+                for _, r in sorted(self.records[model].items())
+            ]
+
+    def attachments_of(self, model: str, record_id: int) -> list[dict[str, Any]]:
+        """The attachments of a record, each with its bytes under ``content``."""
+        with self._lock:
+            return [
+                {**{k: v for k, v in a.items() if not k.startswith("_")}, "content": a["_raw"]}
+                for _, a in sorted(self.records["ir.attachment"].items())
+                if a["res_model"] == model and a["res_id"] == record_id
+            ]
 
     def add_user(self, uid: int, login: str, *, api_key: str | None = None) -> None:
         with self._lock:
@@ -292,6 +442,11 @@ class OdooStandin(StandinServer):
             if not isinstance(value, list) or not all(isinstance(c, list) and c for c in value):
                 raise OdooError("builtins.ValueError", f"{model}.{name}: expected a list of commands")
             for command in value:
+                if command[0] == 6 and any(i not in self.records[extra] for i in command[2]):
+                    raise OdooError(
+                        "odoo.exceptions.ValidationError",
+                        f"The operation cannot be completed: {extra} records {command[2]} do not all exist",
+                    )
                 if command[0] in (3, 4) and command[1] not in self.records[extra]:
                     raise OdooError(
                         "odoo.exceptions.ValidationError",
@@ -302,6 +457,24 @@ class OdooStandin(StandinServer):
             if value is not False and value not in extra:
                 raise OdooError("builtins.ValueError", f"Wrong value for {model}.{name}: {value!r}")
             return value
+        if kind == "date":
+            try:
+                return value if value is False else date.fromisoformat(str(value)).isoformat()
+            except ValueError:
+                raise OdooError(
+                    "builtins.ValueError", f"time data {value!r} does not match format '%Y-%m-%d'"
+                ) from None
+        if kind in ("float", "integer"):
+            if value is not False and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise OdooError("builtins.ValueError", f"{model}.{name}: {value!r} is not a number")
+            return value
+        if kind == "boolean":
+            return bool(value)
+        if kind == "binary":
+            try:
+                return value if value is False else base64.b64decode(str(value), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise OdooError("binascii.Error", str(exc)) from None
         if value is not False and not isinstance(value, str | int):
             raise OdooError("builtins.ValueError", f"{model}.{name}: {value!r} is not a {kind}")
         return value
@@ -321,22 +494,110 @@ class OdooStandin(StandinServer):
         return out
 
     def _search(self, model: str, domain: Any) -> list[int]:
+        """Ids matching a domain in Odoo's prefix notation (``&``, ``|``, ``!``; implicit AND)."""
         spec = self._model(model)
         if domain is None:
             domain = []
         if not isinstance(domain, list):
             raise OdooError("builtins.ValueError", f"Invalid domain: {domain!r}")
-        tests: list[Callable[[dict[str, Any]], bool]] = []
-        for leaf in domain:
-            if leaf == "&":
+        stack: list[Callable[[dict[str, Any]], bool]] = []
+        for token in reversed(domain):
+            if token in ("&", "|", "!"):
+                needed = 1 if token == "!" else 2
+                if len(stack) < needed:
+                    raise OdooError("builtins.ValueError", f"Invalid domain: {domain!r}")
+                first = stack.pop()
+                if token == "!":
+                    stack.append(lambda r, f=first: not f(r))
+                    continue
+                second = stack.pop()
+                if token == "&":
+                    stack.append(lambda r, f=first, g=second: f(r) and g(r))
+                else:
+                    stack.append(lambda r, f=first, g=second: f(r) or g(r))
                 continue
-            if not isinstance(leaf, list | tuple) or len(leaf) != 3 or leaf[0] not in spec:
-                raise OdooError("builtins.ValueError", f"Invalid leaf {leaf!r}")
-            tests.append(_leaf(*leaf))
+            if not isinstance(token, list | tuple) or len(token) != 3 or token[0] not in spec:
+                raise OdooError("builtins.ValueError", f"Invalid leaf {token!r}")
+            stack.append(_leaf(*token))
+        if "active" in spec and not any(isinstance(t, list | tuple) and t[0] == "active" for t in domain):
+            stack.append(lambda r: r.get("active", True) is not False)  # active_test
         table = self.records[model]
-        return [i for i in sorted(table) if all(test(table[i]) for test in tests)]
+        return [i for i in sorted(table) if all(test(table[i]) for test in stack)]
+
+    def _create(self, model: str, vals: Any, uid: int) -> int:
+        """One ``create``: values checked as ``write`` does, defaults, required fields, children."""
+        spec = self._model(model)
+        if not isinstance(vals, dict):
+            raise OdooError("builtins.TypeError", "create() takes a dict or a list of dicts")
+        clean: dict[str, Any] = {}
+        children: list[tuple[str, str, dict[str, Any]]] = []
+        for name, value in vals.items():
+            if name not in spec or name in READONLY:
+                raise OdooError("builtins.ValueError", f"Invalid field {name!r} on model {model!r}")
+            kind, extra = spec[name]
+            if kind == "one2many":
+                comodel, inverse = extra
+                for command in value if isinstance(value, list) else [None]:
+                    if not isinstance(command, list) or len(command) != 3 or command[0] != 0:
+                        raise OdooError("builtins.ValueError", f"{model}.{name}: expected [0, 0, values]")
+                    children.append((comodel, inverse, dict(command[2])))
+            else:
+                clean[name] = self._convert(model, name, kind, extra, value)
+        record = {field: _empty(kind) for field, (kind, _) in spec.items()}
+        record.update(DEFAULTS.get(model, {}))
+        for name, value in clean.items():
+            record[name] = _apply_commands([], value) if spec[name][0] == "many2many" else value
+        for name, label in REQUIRED.get(model, {}).items():
+            if record.get(name) in (False, None, ""):
+                raise OdooError(
+                    "odoo.exceptions.ValidationError",
+                    "The operation cannot be completed:\n- Create/update: a mandatory field is not set.\n"
+                    "- Delete: another model requires the record being deleted. If possible, archive it "
+                    f"instead.\n\nModel: {model}, Field: {label} ({name})",
+                )
+        table = self.records[model]
+        record_id = max(table, default=0) + 1
+        record["id"] = record_id
+        if "create_date" in spec:
+            stamp = self._tick()
+            record.update(create_date=stamp, write_date=stamp, create_uid=uid, write_uid=uid)
+        if model == "ir.attachment":
+            self._attachment(record, vals)
+        table[record_id] = record
+        for comodel, inverse, child in children:
+            record[_o2m_field(spec, comodel)].append(
+                self._create(comodel, {**child, inverse: record_id}, uid)
+            )
+        if model == "account.move.line":
+            record["price_subtotal"] = float(record["quantity"] or 0) * float(record["price_unit"] or 0)
+        if model == "account.move":
+            lines = self.records["account.move.line"]
+            record["amount_total"] = sum(lines[i]["price_subtotal"] for i in record["invoice_line_ids"])
+        return record_id
+
+    def _attachment(self, record: dict[str, Any], vals: dict[str, Any]) -> None:
+        """Odoo stores the bytes, not ``datas``; it keeps checksum and size, and registers the
+        first PDF or image on a record that has a main attachment (``register_as_main_attachment``)."""
+        raw = record["datas"] or b""
+        record["_raw"] = raw
+        record["datas"] = base64.b64encode(raw).decode() if raw else False
+        record.update(checksum=hashlib.sha1(raw, usedforsecurity=False).hexdigest(), file_size=len(raw))
+        record["mimetype"] = record["mimetype"] or "application/octet-stream"
+        owner = self.records.get(str(record["res_model"] or ""), {}).get(record["res_id"])
+        if (
+            owner is not None
+            and owner.get("message_main_attachment_id") is False
+            and str(record["mimetype"]).startswith(MAIN_ATTACHMENT_TYPES)
+        ):
+            owner["message_main_attachment_id"] = record["id"]
 
     # methods: (records' ids, keyword parameters); each may raise OdooError
+    def _m_create(self, model: str, ids: list[int], uid: int, vals_list: Any) -> Any:
+        items = vals_list if isinstance(vals_list, list) else [vals_list]
+        return Records(
+            tuple(self._create(model, vals, uid) for vals in items), single=isinstance(vals_list, dict)
+        )
+
     def _m_write(self, model: str, ids: list[int], uid: int, vals: Any) -> Any:
         return self._write(model, ids, vals, uid=uid)
 
@@ -394,7 +655,7 @@ class OdooStandin(StandinServer):
         }
         return Records((message_id,), single=True)
 
-    MODEL_METHODS = frozenset({"search_read", "search_count"})  # @api.model: no ids
+    MODEL_METHODS = frozenset({"search_read", "search_count", "create"})  # @api.model: no ids
 
     def invoke(
         self,
@@ -410,8 +671,11 @@ class OdooStandin(StandinServer):
         with self._lock:
             error: str | None = None
             try:
-                if self._errors:
-                    raise self._errors.popleft()
+                for queued in self._errors:
+                    error, only_model, only_method = queued
+                    if only_model in (None, model) and only_method in (None, method):
+                        self._errors.remove(queued)
+                        raise error
                 if model not in FIELDS:
                     raise OdooError("builtins.KeyError", model)
                 func = getattr(self, f"_m_{method}", None)
@@ -529,6 +793,8 @@ class OdooStandin(StandinServer):
             if self.user_of(str(key)) != uid:
                 raise OdooError("odoo.exceptions.AccessDenied", "Access Denied")
             ids: list[int] = []
+            if name == "create" and not positional:  # call_kw reads args[0] to shape the answer
+                raise OdooError("builtins.IndexError", "tuple index out of range")
             if name not in self.MODEL_METHODS and positional:
                 first = positional.pop(0)
                 ids = [first] if isinstance(first, int) else list(first)
@@ -545,7 +811,11 @@ class OdooStandin(StandinServer):
 
 
 def _empty(kind: str) -> Any:
-    return [] if kind == "many2many" else False
+    return [] if kind in ("many2many", "one2many") else False
+
+
+def _o2m_field(spec: dict[str, tuple[str, Any]], comodel: str) -> str:
+    return next(n for n, (kind, extra) in spec.items() if kind == "one2many" and extra[0] == comodel)
 
 
 def _apply_commands(current: list[int], commands: list[list[Any]]) -> list[int]:
@@ -563,7 +833,16 @@ def _apply_commands(current: list[int], commands: list[list[Any]]) -> list[int]:
 
 
 def _like(pattern: str, *, insensitive: bool) -> re.Pattern[str]:
-    parts = [".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in str(pattern)]
+    """SQL LIKE: ``%`` any text, ``_`` one character, ``\\`` makes the next one literal."""
+    parts, escaped = [], False
+    for ch in str(pattern):
+        if escaped:
+            parts.append(re.escape(ch))
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        else:
+            parts.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
     return re.compile("".join(parts), re.S | (re.I if insensitive else 0))
 
 
@@ -575,9 +854,12 @@ def _leaf(name: str, op: str, value: Any) -> Callable[[dict[str, Any]], bool]:
     if op in ("in", "not in"):
         inside = op == "in"
         return lambda r: (r.get(name) in value) is inside
-    if op in ("like", "ilike"):
+    if op in ("like", "ilike"):  # Odoo wraps the value in %...%
         pattern = _like(value, insensitive=op == "ilike")
         return lambda r: isinstance(r.get(name), str) and pattern.search(r[name]) is not None
+    if op in ("=like", "=ilike"):  # the value is the whole pattern
+        exact = _like(value, insensitive=op == "=ilike")
+        return lambda r: isinstance(r.get(name), str) and exact.fullmatch(r[name]) is not None
     raise OdooError("builtins.ValueError", f"Invalid operator {op!r}")
 
 

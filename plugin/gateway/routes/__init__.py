@@ -21,11 +21,11 @@ routers = (
     adapters.router,
     tickets.router,
     webhooks.router,  # before connector_webhooks: /webhooks/{tenant}/generic/{source} is its own
+    documents.router,  # before connector_webhooks: /webhooks/{tenant}/email is its own
     connector_webhooks.router,
     feedback.router,
     jobs.router,
     respond.router,
-    documents.router,
 )
 
 __all__ = ["routers"]

@@ -131,21 +131,26 @@ async def upload_documents(
             f"Content-Type {media[:80]!r} is not supported here",
             hint="send multipart/form-data with each file in a part named 'file'",
         )
-    form = await request.form(max_files=settings.doc_max_files, max_fields=10)
-    uploads = [v for key in ("file", "files") for v in form.getlist(key) if isinstance(v, UploadFile)]
-    if not uploads:
-        raise InputDataError("no file in the request", hint="put each file in a multipart part named 'file'")
-    raw_meta = form.get("metadata")
-    meta = _metadata(raw_meta if isinstance(raw_meta, str) else None)
-    intake = Intake()
-    for upload in uploads:
-        data = await upload.read(settings.doc_max_bytes + 1)
-        name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:255] or "upload"
-        if len(data) > settings.doc_max_bytes:
-            raise PayloadTooLargeError(
-                f"{name}: larger than the limit of {settings.doc_max_bytes:,} bytes; nothing was stored",
-                hint="DESKPILOT_DOC_MAX_BYTES sets the limit",
+    files: list[tuple[str, bytes]] = []
+    async with request.form(max_files=settings.doc_max_files, max_fields=10) as form:
+        uploads = [v for key in ("file", "files") for v in form.getlist(key) if isinstance(v, UploadFile)]
+        if not uploads:
+            raise InputDataError(
+                "no file in the request", hint="put each file in a multipart part named 'file'"
             )
+        raw_meta = form.get("metadata")
+        meta = _metadata(raw_meta if isinstance(raw_meta, str) else None)
+        for upload in uploads:
+            data = await upload.read(settings.doc_max_bytes + 1)
+            name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1][:255] or "upload"
+            if len(data) > settings.doc_max_bytes:
+                raise PayloadTooLargeError(
+                    f"{name}: larger than the limit of {settings.doc_max_bytes:,} bytes; nothing was stored",
+                    hint="DESKPILOT_DOC_MAX_BYTES sets the limit",
+                )
+            files.append((name, data))
+    intake = Intake()
+    for name, data in files:
         got = await run_in_threadpool(
             receive_file,
             database,
@@ -275,13 +280,14 @@ async def email_webhook(
     )
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=20, max_part_size=settings.doc_max_bytes)
-        field = form.get("email")
-        message = (
-            field.encode("utf-8", "surrogateescape")
-            if isinstance(field, str)
-            else (await field.read() if isinstance(field, UploadFile) else b"")
-        )
+        async with request.form(max_files=1, max_fields=20, max_part_size=settings.doc_max_bytes) as form:
+            field = form.get("email")
+            if isinstance(field, str):
+                message = field.encode("utf-8", "surrogateescape")
+            elif isinstance(field, UploadFile):
+                message = await field.read()
+            else:
+                message = b""
         if not message:
             raise InputDataError("no 'email' field with the raw message", hint="enable raw MIME posting")
     elif media in ("message/rfc822", "application/octet-stream", "text/plain"):
