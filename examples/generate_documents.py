@@ -1282,12 +1282,12 @@ def _write_pdf(draft: Draft, path: Path) -> None:
                 sep = rng.choice((": ", ":  ", " "))
                 text = "<br/>".join(f"{escape(k.rstrip(':'))}{sep}{escape(v)}" for k, v in block.pairs)
                 return [Paragraph(text, style("kv", "left")), Spacer(1, 6)]
-            data = (
+            pairs = (
                 [[k for k, _ in block.pairs], [v for _, v in block.pairs]]
                 if block.style == "row"
                 else [[k, v] for k, v in block.pairs]
             )
-            table = Table(data, hAlign="LEFT")
+            table = Table(pairs, hAlign="LEFT")
             cmds: list[Any] = [
                 ("FONT", (0, 0), (-1, -1), font, size),
                 (
@@ -1334,9 +1334,8 @@ def _write_pdf(draft: Draft, path: Path) -> None:
             return [table, Spacer(1, 8)]
         if block.kind == "totals":
             if block.style == "lines":
-                text = "<br/>".join(f"{escape(k)}: {escape(v)}" for k, v in block.pairs)
-                text = text.rsplit("<br/>", 1)
-                body = text[0] + ("<br/><b>" + text[1] + "</b>" if len(text) > 1 else "")
+                *head, last = [f"{escape(k)}: {escape(v)}" for k, v in block.pairs]
+                body = "<br/>".join([*head, f"<b>{last}</b>"])  # the grand total in bold
                 return [Paragraph(body, style("tl", "right")), Spacer(1, 8)]
             table = Table([[k, v] for k, v in block.pairs], hAlign="RIGHT")
             table.setStyle(
@@ -1392,8 +1391,8 @@ def _write_docx(draft: Draft, path: Path) -> None:
     rng = draft.rng
     document = docx.Document()
     base = document.styles["Normal"]
-    base.font.name = rng.choice(("Calibri", "Arial", "Times New Roman"))  # type: ignore[attr-defined]
-    base.font.size = Pt(rng.choice((9, 10, 11)))  # type: ignore[attr-defined]
+    base.font.name = rng.choice(("Calibri", "Arial", "Times New Roman"))
+    base.font.size = Pt(rng.choice((9, 10, 11)))
     aligns = {
         "left": WD_ALIGN_PARAGRAPH.LEFT,
         "right": WD_ALIGN_PARAGRAPH.RIGHT,

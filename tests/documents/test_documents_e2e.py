@@ -245,3 +245,43 @@ def test_uploaded_pdf_invoice_becomes_an_odoo_vendor_bill_with_the_file(odoo: Od
     assert bill["state"] == "draft"
     [attached] = odoo.odoo.attachments_of("account.move", bill["id"])
     assert attached["content"] == pdf
+
+
+def test_originals_listing_and_other_tenants(erp: ErpWorld) -> None:
+    pdf = make_pdf(INVOICE_LINES)
+    [entry] = erp.upload(("inv-42.pdf", pdf)).json()["files"]
+    mine = {"Authorization": f"Bearer {erp.key}"}
+    original = erp.http.get(f"/v1/documents/{entry['document_id']}/original", headers=mine)
+    assert original.status_code == 200 and original.content == pdf
+    assert original.headers["content-type"] == "application/pdf"
+    listed = erp.http.get("/v1/documents?state=received", headers=mine).json()["documents"]
+    assert [d["id"] for d in listed] == [entry["document_id"]]
+    with erp.database.session() as session:
+        _, other = create_api_key(session, "globex", "theirs", scopes=("read", "write"))
+    theirs = {"Authorization": f"Bearer {other}"}
+    for path in (f"/v1/documents/{entry['document_id']}", f"/v1/documents/{entry['document_id']}/original"):
+        assert erp.http.get(path, headers=theirs).status_code == 404
+    assert erp.http.get("/v1/documents", headers=theirs).json()["documents"] == []
+
+
+def test_size_limits_are_413_before_anything_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with run_workflow(
+        tmp_path, monkeypatch, PREDICTOR, policy=None, make=World, doc_max_bytes=4096, doc_max_files=2
+    ) as raw:
+        world = _with_key(raw)
+        big = make_pdf(INVOICE_LINES * 40)
+        assert len(big) > 4096
+        response = world.upload(("big.pdf", big))
+        assert response.status_code == 413
+        assert "DESKPILOT_DOC_MAX_BYTES" in response.json()["error"]["hint"]
+        too_many = world.upload(*[(f"{i}.txt", b"Invoice INV-1 total 10.00") for i in range(3)])
+        assert too_many.status_code == 400, too_many.text
+        assert "Too many files" in too_many.text
+        with world.database.session() as session:
+            from sqlalchemy import func, select
+
+            from deskpilot.store.models import DocumentRecord
+
+            assert session.scalar(select(func.count()).select_from(DocumentRecord)) == 0
