@@ -298,7 +298,6 @@ COUNTRIES: tuple[Country, ...] = (
         ("Chase", "Wells Fargo"),
     ),
 )
-_EU = tuple(c for c in COUNTRIES if c.code not in ("US",))
 _PEOPLE = (
     "Maria Schulz",
     "Jonas Weber",
@@ -714,52 +713,40 @@ def _party_block(rng: Random, label: str | None, company: Company, extra: Sequen
     return _lines(lines, style="party")
 
 
-def _issuer_blocks(draft: Draft, issuer: Company, title: str, meta: Block | None) -> list[Block]:
-    """Letterhead and title in one of five arrangements; the meta block goes beside or below."""
+def _issuer_blocks(draft: Draft, issuer: Company, title: str, meta: Block, beside: bool) -> list[Block]:
+    """Letterhead and title in one of five arrangements; the meta block beside them or below."""
     rng = draft.rng
     head = [issuer.name, *issuer.address]
     if rng.random() < 0.4:
         head.append(f"Tel. {issuer.phone}" if rng.random() < 0.5 else issuer.email)
     style = rng.choice(("left", "title_top", "right", "logo", "banner"))
-    if (
-        issuer.vat_id
-        and draft.doctype in ("invoice", "purchase_order")
-        and style != "banner"
-        and rng.random() < 0.3
-    ):
+    vat_here = issuer.vat_id and draft.doctype in ("invoice", "purchase_order") and style != "banner"
+    if vat_here and rng.random() < 0.3:
         head.append(f"{rng.choice(('VAT ID', 'VAT No.', 'VAT Reg. No.'))}: {_print_vat(rng, issuer.vat_id)}")
         draft.layout["vat_in_header"] = "yes"
     draft.layout["header"] = style
+    side = [meta] if beside else []
     blocks: list[Block] = []
     if style == "left":
-        right = [_title(title, "right")] + ([meta] if meta else [])
-        blocks.append(Block("cols", left=[_lines(head)], right=right))
-        return blocks
-    if style == "title_top":
+        blocks.append(Block("cols", left=[_lines(head)], right=[_title(title, "right"), *side]))
+    elif style == "title_top":
         blocks.append(_title(title, rng.choice(("left", "center"))))
-        blocks.append(Block("cols", left=[_lines(head)], right=[meta] if meta else []))
-        return blocks
-    if style == "right":
-        blocks.append(
-            Block(
-                "cols", left=[_title(title)] + ([meta] if meta else []), right=[_lines(head, align="right")]
-            )
-        )
-        return blocks
-    if style == "logo":
-        brand = (
-            issuer.name.split()[0].upper()
-            if rng.random() < 0.7
-            else "".join(w[0] for w in issuer.name.split()[:2])
-        )
+        blocks.append(Block("cols", left=[_lines(head)], right=side))
+    elif style == "right":
+        blocks.append(Block("cols", left=[_title(title), *side], right=[_lines(head, align="right")]))
+    elif style == "logo":
+        words = issuer.name.split()
+        brand = words[0].upper() if rng.random() < 0.7 else "".join(w[0] for w in words[:2])
         tagline = rng.choice(("Quality since 1987", "Your partner in supply", "Reliable. Local. Fast.", ""))
         blocks.append(_lines([brand, *([tagline] if tagline else [])], style="logo"))
         blocks.append(_lines(head, style="small"))
         blocks.append(_title(title, "right"))
+        blocks.extend(side)
     else:  # banner: the sender on one line, as above an address window
         blocks.append(_lines([f"{issuer.name} · {' · '.join(issuer.address[:2])}"], style="small"))
         blocks.append(_title(title, "left"))
-    if meta:
+        blocks.extend(side)
+    if not beside:
         blocks.append(meta)
     return blocks
 
@@ -962,9 +949,7 @@ def _invoice(draft: Draft, supplier: Company, customer: Company) -> None:
     meta = _meta_block(rng, pairs)
     draft.layout["meta"] = meta.style
     vat_where = rng.random()
-    blocks = _issuer_blocks(draft, supplier, title, meta if rng.random() < 0.6 else None)
-    if meta not in blocks and not any(meta in b.right or meta in b.left for b in blocks):
-        blocks.append(meta)
+    blocks = _issuer_blocks(draft, supplier, title, meta, beside=rng.random() < 0.6)
     customer_extra: list[str] = []
     if customer.vat_id and rng.random() < 0.35:
         customer_extra.append(
@@ -1050,9 +1035,7 @@ def _purchase_order(draft: Draft, buyer: Company, supplier: Company) -> None:
     pairs.extend(optional)
     meta = _meta_block(rng, pairs)
     draft.layout["meta"] = meta.style
-    blocks = _issuer_blocks(draft, buyer, title, meta if rng.random() < 0.6 else None)
-    if not any(meta is b or meta in b.right or meta in b.left for b in blocks):
-        blocks.append(meta)
+    blocks = _issuer_blocks(draft, buyer, title, meta, beside=rng.random() < 0.6)
     vendor = _party_block(rng, rng.choice(("Vendor:", "Supplier:", "VENDOR", "To:", "Supplier")), supplier)
     if rng.random() < 0.6:
         ship = _party_block(rng, rng.choice(("Ship To:", "Deliver To:", "Delivery Address:")), buyer)
@@ -1121,9 +1104,7 @@ def _shipping_order(draft: Draft, shipper: Company, customer: Company) -> None:
     pairs.extend(optional)
     meta = _meta_block(rng, pairs)
     draft.layout["meta"] = meta.style
-    blocks = _issuer_blocks(draft, shipper, title, meta if rng.random() < 0.6 else None)
-    if not any(meta is b or meta in b.right or meta in b.left for b in blocks):
-        blocks.append(meta)
+    blocks = _issuer_blocks(draft, shipper, title, meta, beside=rng.random() < 0.6)
     label = rng.choice(("Ship To:", "Deliver To:", "Consignee:", "SHIP TO", "Delivery Address:", "Customer:"))
     ship = _party_block(rng, label, customer)
     if rng.random() < 0.3:
@@ -1182,9 +1163,7 @@ def _inventory_report(draft: Draft, owner: Company) -> None:
         pairs.append(("Prepared by", rng.choice(_PEOPLE)))
     meta = _meta_block(rng, pairs)
     draft.layout["meta"] = meta.style
-    blocks = _issuer_blocks(draft, owner, title, meta if rng.random() < 0.5 else None)
-    if not any(meta is b or meta in b.right or meta in b.left for b in blocks):
-        blocks.append(meta)
+    blocks = _issuer_blocks(draft, owner, title, meta, beside=rng.random() < 0.5)
     number_style, money_style = _money_styles(rng, country, country.currency)
     header = ["SKU", "Description", "On Hand", "Reserved", "Available", "Reorder Level", "Unit Cost", "Value"]
     rows, value_total = [], Decimal(0)

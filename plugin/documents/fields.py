@@ -14,14 +14,20 @@ Method, per field:
 2. Read the value after the label with the field's reader (id, date, amount, party, VAT, IBAN):
    on the same line; else, when the label is alone on its line, on the next line; else, for a
    header row ("Invoice No. / Date / Due Date" then the values in the same order) by position.
-   PDF and DOCX text extractors put table cells on lines of their own, so all three occur.
+   pypdf puts each table cell on a line of its own, the DOCX reader joins a row's cells with tabs
+   and pypdf's layout mode with runs of spaces, so all of these occur; a label never spans cells.
 3. Score each candidate: the label's weight (specific labels 1.0, generic "Date" or "Total" less)
    times the validator's verdict (an ambiguous date read by the document's convention counts a
    little less; a total that equals subtotal + tax a little more). The best candidate wins; ties
-   go to the earliest, except totals, where the larger amount (the grand total) wins.
-4. Fallbacks when no label matched: the letterhead company is the issuer (the supplier of an
-   invoice, the customer of a purchase order); the first unlabelled date is the issue date; the
-   most frequent currency is the currency. They score lower.
+   go to the earliest, except totals, where the larger amount (the grand total) wins. A VAT id in
+   the customer's address block is the customer's and is not returned as ``vat_id``.
+4. Fallbacks score lower: the letterhead company is the issuer (the supplier of an invoice, the
+   customer of a purchase order) and the first other company near the top the recipient (an
+   address window without a "Bill To"); the first unlabelled date is the issue date; the most
+   frequent currency is the currency; an unlabelled valid IBAN or VAT id is taken as the issuer's.
+
+Dates that read both ways (03/04/2026) follow the document's convention, see
+:mod:`deskpilot.documents.validators`.
 """
 
 from __future__ import annotations
@@ -285,7 +291,7 @@ def _hits(line: _Line, index: int, labels: tuple[_Label, ...]) -> list[_Hit]:
     found: list[_Hit] = []
     for label in labels:
         for m in label.pattern.finditer(line.text):
-            if label.alone and _WORD_BEFORE.search(line.text[: m.start()].rsplit("\t", 1)[-1]):
+            if label.alone and _WORD_BEFORE.search(_CELL_GAP.split(line.text[: m.start()])[-1]):
                 continue
             tail = _LABEL_TAIL.match(line.text, m.end()) if label.reader == "amount" else None
             end = tail.end() if tail is not None else m.end()
@@ -381,12 +387,17 @@ def _label_only(hits: list[_Hit], line: _Line) -> bool:
     )
 
 
+# DOCX readers join a row's cells with tabs, layout-mode PDF text with wide runs of spaces
+_CELL_GAP = re.compile(r"\t|[ \u00a0]{3,}")
+
+
 def _cells(line: _Line) -> list[tuple[int, int]]:
-    """Offsets (in the line) of its tab-separated cells: DOCX readers join a table row with tabs."""
+    """Offsets (in the line) of its cells: text between tabs or wide runs of spaces."""
     out, pos = [], 0
-    for cell in line.text.split("\t"):
-        out.append((pos, pos + len(cell)))
-        pos += len(cell) + 1
+    for gap in _CELL_GAP.finditer(line.text):
+        out.append((pos, gap.start()))
+        pos = gap.end()
+    out.append((pos, len(line.text)))
     return out
 
 

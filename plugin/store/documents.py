@@ -7,6 +7,7 @@ its reason, so nothing that arrived is lost without a trace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,24 @@ def _existing(session: Session, tenant_id: int, sha256: str) -> DocumentAccepted
     return DocumentAccepted(row.id, row.ticket_id, None, row.state, duplicate=True)
 
 
+def _insert_once(
+    session: Session, tenant_id: int, sha256: str, rows: Callable[[], list[Any]]
+) -> DocumentAccepted | None:
+    """Add ``rows()`` in a savepoint; None when added, the first copy's answer when a concurrent
+    copy of the same file won the unique key."""
+    try:
+        with session.begin_nested():
+            for row in rows():
+                session.add(row)
+                session.flush()
+    except IntegrityError:
+        found = _existing(session, tenant_id, sha256)
+        if found is None:
+            raise
+        return found
+    return None
+
+
 def _title(doc: ExtractedDocument) -> str:
     title = next((line for line in doc.title_lines if line.strip()), "")
     return (f"{doc.filename}: {title}" if title else doc.filename)[:500]
@@ -99,47 +118,46 @@ def accept_document(
         **dict(doc.metadata),
         **(meta or {}),
     }
-    try:
-        with session.begin_nested():  # a concurrent copy of the same file loses the race cleanly
-            ticket = TicketRecord(
-                tenant_id=tenant_id,
-                source=DOCUMENT_SOURCE,
-                external_id=None,
-                subject=_title(doc),
-                body=doc.text[:MAX_BODY_CHARS],
-                requester=str(info.get("from")) if info.get("from") else None,
-                meta={"document": True, "channel": source, **info},
-                state="received",
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(ticket)
-            session.flush()
-            row = DocumentRecord(
-                tenant_id=tenant_id,
-                ticket_id=ticket.id,
-                sha256=doc.sha256,
-                parent_sha256=doc.parent_sha256,
-                filename=doc.filename[:255],
-                media_type=doc.media_type,
-                size=doc.size,
-                pages=doc.pages,
-                method=doc.method,
-                source=source,
-                state="received",
-                abstained=False,
-                fields={},
-                meta=info,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        found = _existing(session, tenant_id, doc.sha256)
-        if found is None:
-            raise
-        return found
+    ticket = TicketRecord(
+        tenant_id=tenant_id,
+        source=DOCUMENT_SOURCE,
+        external_id=None,
+        subject=_title(doc),
+        body=doc.text[:MAX_BODY_CHARS],
+        requester=str(info.get("from")) if info.get("from") else None,
+        meta={"document": True, "channel": source, **info},
+        state="received",
+        created_at=now,
+        updated_at=now,
+    )
+    row = DocumentRecord(
+        tenant_id=tenant_id,
+        sha256=doc.sha256,
+        parent_sha256=doc.parent_sha256,
+        filename=doc.filename[:255],
+        media_type=doc.media_type,
+        size=doc.size,
+        pages=doc.pages,
+        method=doc.method,
+        source=source,
+        state="received",
+        abstained=False,
+        fields={},
+        meta=info,
+        created_at=now,
+        updated_at=now,
+    )
+
+    # the document row needs the ticket's id: flushed one after the other in the savepoint
+    def rows_linked() -> list[Any]:
+        session.add(ticket)
+        session.flush()
+        row.ticket_id = ticket.id
+        return [row]
+
+    lost = _insert_once(session, tenant_id, doc.sha256, rows_linked)
+    if lost is not None:
+        return lost
     ticket.meta = {**ticket.meta, "document_id": row.id}
     job_id = queue.enqueue(
         session, tenant_id, PROCESS_DOCUMENT, {"document_id": row.id}, max_attempts=max_attempts
@@ -170,32 +188,26 @@ def reject_document(
     if found is not None:
         return found
     now = utcnow()
-    try:
-        with session.begin_nested():
-            row = DocumentRecord(
-                tenant_id=tenant_id,
-                sha256=part.sha256,
-                parent_sha256=part.parent_sha256,
-                filename=part.filename[:255],
-                media_type="application/octet-stream",
-                size=part.size,
-                source=source,
-                state="rejected",
-                reason=part.reason,
-                message=part.message,
-                abstained=False,
-                fields={},
-                meta=dict(meta or {}),
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        found = _existing(session, tenant_id, part.sha256)
-        if found is None:
-            raise
-        return found
+    row = DocumentRecord(
+        tenant_id=tenant_id,
+        sha256=part.sha256,
+        parent_sha256=part.parent_sha256,
+        filename=part.filename[:255],
+        media_type="application/octet-stream",
+        size=part.size,
+        source=source,
+        state="rejected",
+        reason=part.reason,
+        message=part.message,
+        abstained=False,
+        fields={},
+        meta=dict(meta or {}),
+        created_at=now,
+        updated_at=now,
+    )
+    lost = _insert_once(session, tenant_id, part.sha256, lambda: [row])
+    if lost is not None:
+        return lost
     audit(
         session,
         tenant_id,

@@ -291,6 +291,10 @@ def test_header_row_read_by_position() -> None:
         "PO-5",
     )
     assert _raw(text, found["date"]) == "14.03.2026"
+    # pypdf's layout mode keeps the columns apart with runs of spaces
+    text = "  Invoice No.       Date            Terms\n  INV-7             14 Mar 2026     Net 30\n"
+    found = extract_fields(text, "invoice")
+    assert (found["number"].value, found["date"].value) == ("INV-7", "2026-03-14")
 
 
 def test_us_invoice_reads_dates_month_first() -> None:
