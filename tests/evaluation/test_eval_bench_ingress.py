@@ -122,7 +122,9 @@ def test_the_lean_client_posts_reuses_and_reconnects() -> None:
     finally:
         desk.stop()
     assert [status for status, _ in answers] == [200] * 7 + [401]
-    assert json.loads(answers[0][1])["ticket"] == {"id": "t0"}
+    # t0 and t3 share key k0 and race: whichever came first was applied, the other replays it
+    assert json.loads(answers[0][1])["ticket"] in ({"id": "t0"}, {"id": "t3"})
+    assert answers[0] == answers[3]
     # each idempotency key is applied once; repeats are replays
     assert stats == {"applied": 4, "requests": 7, "replays": 3, "unauthorised": 1}
 
