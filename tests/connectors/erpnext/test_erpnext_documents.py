@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from support.erpnext_standin import ErpnextStandin, parse_multipart
+from support.filing_actions import file_document_action, stored_original
 
 from deskpilot.connectors import ActionFailedError
 from deskpilot.connectors.erpnext import ErpnextClient
@@ -47,16 +48,7 @@ def client(site: ErpnextStandin) -> Iterator[ErpnextClient]:
 
 
 def stored(tmp_path: Path, content: bytes = PDF, name: str = "inv-1.pdf") -> dict[str, Any]:
-    path = tmp_path / hashlib.sha256(content).hexdigest()
-    path.write_bytes(content)
-    sha = hashlib.sha256(content).hexdigest()
-    return {
-        "sha256": sha,
-        "filename": name,
-        "media_type": "application/pdf",
-        "size": len(content),
-        "path": str(path),
-    }
+    return stored_original(tmp_path, content, name)
 
 
 def action(
@@ -67,22 +59,15 @@ def action(
     doctype: str | None = "invoice",
     triage: bool = False,
 ) -> Action:
-    return Action(
-        tenant="acme",
-        system="erp",
-        connector="erpnext",
-        kind="file_document",
-        ticket_id=12,
-        external_id=None,
-        fields={"create": "purchase_invoice"} if fields is None else fields,
-        idempotency_key="acme:document:12:erp",
-        context={
-            "document": document,
-            "fields": dict(FIELDS if read is None else read),
-            "doctype": doctype,
-            "triage": triage,
-            "note": NOTE,
-        },
+    return file_document_action(
+        "erp",
+        "erpnext",
+        document,
+        fields,
+        read=FIELDS if read is None else read,
+        doctype=doctype,
+        triage=triage,
+        note=NOTE,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.filing_actions import file_document_action, stored_original
 from support.odoo_standin import OdooStandin
 
 from deskpilot.connectors import ActionFailedError
@@ -52,16 +53,7 @@ def client(odoo: OdooStandin, api: str) -> OdooClient:
 
 
 def stored(tmp_path: Path, content: bytes = PDF, name: str = "inv-1.pdf") -> dict[str, Any]:
-    sha = hashlib.sha256(content).hexdigest()
-    path = tmp_path / sha
-    path.write_bytes(content)
-    return {
-        "sha256": sha,
-        "filename": name,
-        "media_type": "application/pdf",
-        "size": len(content),
-        "path": str(path),
-    }
+    return stored_original(tmp_path, content, name)
 
 
 def action(
@@ -72,22 +64,15 @@ def action(
     doctype: str | None = "invoice",
     triage: bool = False,
 ) -> Action:
-    return Action(
-        tenant="acme",
-        system="odoo",
-        connector="odoo",
-        kind="file_document",
-        ticket_id=12,
-        external_id=None,
-        fields={"create": "purchase_invoice"} if fields is None else fields,
-        idempotency_key="acme:document:12:odoo",
-        context={
-            "document": document,
-            "fields": dict(FIELDS if read is None else read),
-            "doctype": doctype,
-            "triage": triage,
-            "note": NOTE,
-        },
+    return file_document_action(
+        "odoo",
+        "odoo",
+        document,
+        fields,
+        read=FIELDS if read is None else read,
+        doctype=doctype,
+        triage=triage,
+        note=NOTE,
     )
 
 
