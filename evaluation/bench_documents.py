@@ -32,6 +32,7 @@ from deskpilot.documents.extract import extract_one
 from deskpilot.documents.fields import extract_fields
 from deskpilot.errors import InputDataError
 from deskpilot.evaluation import datasets, report
+from deskpilot.evaluation.bench_quality import machine_info
 
 BENCH = "documents"
 HERE = Path(__file__).resolve().parent
@@ -218,7 +219,7 @@ def run(
         "company_documents": company,
         "generated": generated,
         "settings": asdict(cfg),
-        "machine": _machine(),
+        "machine": machine_info(),
         "command": shlex.join(["deskpilot", *sys.argv[1:]]) if sys.argv else "",
     }
     figures["requirements"] = checks(figures)
@@ -263,9 +264,3 @@ def render(figures: Mapping[str, Any]) -> str:
 
 def _pct(value: Any) -> str:
     return "-" if value is None else f"{100 * float(value):.1f} %"
-
-
-def _machine() -> dict[str, Any]:
-    from deskpilot.adapters.hardware import cpu_model, usable_cores
-
-    return {"cpu": cpu_model(), "usable_cores": usable_cores()}

@@ -32,6 +32,7 @@ from typing import Any
 
 from deskpilot.config import Settings
 from deskpilot.errors import InputDataError
+from deskpilot.evaluation.bench_quality import machine_info
 from deskpilot.jobs.responder_training import Pairs, fit_responder
 from deskpilot.tasks.knowledge_index import MEMORY_TENANT, KnowledgeIndex
 from deskpilot.tasks.respond import Responder, ResponderPolicy, invented_identifiers
@@ -249,7 +250,7 @@ def run(
         "tokens_per_s": round(tokens / sum(generated), 1) if generated and sum(generated) else None,
         "train_seconds": round(train_seconds, 1),
         "settings": {**asdict(cfg), "generator": settings.generator_model},
-        "machine": _machine(),
+        "machine": machine_info(),
         "command": shlex.join(["deskpilot", *sys.argv[1:]]) if sys.argv else "",
     }
     figures_all["requirements"] = checks(figures_all)
@@ -320,9 +321,3 @@ def render(figures: Mapping[str, Any]) -> str:
         + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in figures["requirements"].items())
     )
     return "\n".join(lines) + "\n"
-
-
-def _machine() -> dict[str, Any]:
-    from deskpilot.adapters.hardware import cpu_model, usable_cores
-
-    return {"cpu": cpu_model(), "usable_cores": usable_cores()}
