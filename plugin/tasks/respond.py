@@ -27,7 +27,6 @@ from .knowledge_index import (
     Hit,
     KnowledgeIndex,
     KnowledgeStore,
-    Origin,
 )
 from .respond_chain import (
     ResponderPolicy,
@@ -101,17 +100,3 @@ class Responder:
             raise InputDataError("the ticket text is empty: there is nothing to answer")
         request = RespondRequest(tenant, ticket_text, decision_label, on_token)
         return self.chain.invoke(request, config)
-
-    def remember(
-        self,
-        tenant: str,
-        question: str,
-        answer: str,
-        source_id: str,
-        label: str | None = None,
-        origin: Origin = "feedback",
-        *,
-        ticket_id: int | None = None,
-    ) -> None:
-        """Record an accepted or edited reply; the same ``source_id`` again replaces the answer."""
-        self.index.remember(tenant, question, answer, source_id, label, origin, ticket_id)

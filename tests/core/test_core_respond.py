@@ -215,11 +215,11 @@ def test_remember_makes_an_answer_searchable_and_an_edit_replaces_it(index: Know
     responder = Responder(index, None, ResponderPolicy(floor=0.2))
     question = "the mobile app crashes when I open settings"
     assert responder.respond("default", question).mode == "none"
-    responder.remember("default", question, "Please update the app to 4.2.", "T-88", "technical")
+    index.remember("default", question, "Please update the app to 4.2.", "T-88", "technical")
     assert index.size("default") == 6
     first = responder.respond("default", question)
     assert (first.mode, first.text, first.sources) == ("reused", "Please update the app to 4.2.", ("T-88",))
-    responder.remember("default", question, "Update to 4.3; 4.2 still crashes.", "T-88", "technical")
+    index.remember("default", question, "Update to 4.3; 4.2 still crashes.", "T-88", "technical")
     assert index.size("default") == 6
     assert responder.respond("default", question).text == "Update to 4.3; 4.2 still crashes."
     assert index.forget("default", "T-88") and index.size("default") == 5

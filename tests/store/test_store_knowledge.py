@@ -143,10 +143,10 @@ def test_remember_is_searchable_at_once_and_an_edited_draft_replaces_it(db: Data
     responder = Responder(index, None, ResponderPolicy(floor=0.3))
     question = "the scanner on floor 3 shows error E42"
     assert responder.respond("acme", question).mode == "none"
-    responder.remember("acme", question, "Power-cycle the scanner.", "ticket:5", "it")
+    index.remember("acme", question, "Power-cycle the scanner.", "ticket:5", "it")
     draft = responder.respond("acme", question)
     assert (draft.mode, draft.text, draft.sources) == ("reused", "Power-cycle the scanner.", ("ticket:5",))
-    responder.remember("acme", question, "Replace the E42 fuse, then power-cycle.", "ticket:5", "it")
+    index.remember("acme", question, "Replace the E42 fuse, then power-cycle.", "ticket:5", "it")
     assert responder.respond("acme", question).text == "Replace the E42 fuse, then power-cycle."
     assert index.size("acme") == 1
     with db.session() as session:
