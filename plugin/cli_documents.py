@@ -71,6 +71,7 @@ def classify_docs_cmd(
     rows: list[dict[str, Any]] = []
     with user_errors():
         files = list(walk(paths))
+        limits = limits_from(s)
         engine = None
         if classify:
             _quiet_libraries()
@@ -79,7 +80,7 @@ def classify_docs_cmd(
             for i, path in enumerate(files, 1):
                 progress("documents", i - 1, len(files))
                 try:
-                    parts = extract(path.read_bytes(), path.name, limits_from(s))
+                    parts = extract(path.read_bytes(), path.name, limits)
                 except DocumentRejected as exc:
                     rows.append(
                         {"file": str(path), "state": "rejected", "reason": exc.reason, "message": exc.message}

@@ -175,20 +175,8 @@ def list_documents_route(
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> dict[str, Any]:
     with db_session(database) as session:
-        tenant_id = _tenant_id(session, principal.tenant)
-        rows = (
-            []
-            if tenant_id is None
-            else list_documents(session, tenant_id, state=state, limit=limit, before_id=before_id)
-        )
+        rows = list_documents(session, principal.tenant_id, state=state, limit=limit, before_id=before_id)
         return {"documents": [document_out(r) for r in rows]}
-
-
-def _tenant_id(session: Any, slug: str) -> int | None:
-    from deskpilot.store.repositories import get_tenant
-
-    tenant = get_tenant(session, slug)
-    return tenant.id if tenant is not None else None
 
 
 @router.get(
@@ -200,8 +188,7 @@ def get_document_route(
     document_id: DocumentId, principal: ReadPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
     with db_session(database) as session:
-        tenant_id = _tenant_id(session, principal.tenant)
-        row = get_document(session, tenant_id, document_id) if tenant_id is not None else None
+        row = get_document(session, principal.tenant_id, document_id)
         if row is None:
             raise NotFoundError(f"no document {document_id} for this tenant")
         return document_out(row)
@@ -218,8 +205,7 @@ def get_original_route(
     from deskpilot.documents.originals import OriginalStore
 
     with db_session(database) as session:
-        tenant_id = _tenant_id(session, principal.tenant)
-        row = get_document(session, tenant_id, document_id) if tenant_id is not None else None
+        row = get_document(session, principal.tenant_id, document_id)
         if row is None:
             raise NotFoundError(f"no document {document_id} for this tenant")
         sha, filename, media = row.sha256, row.filename, row.media_type
