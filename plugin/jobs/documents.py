@@ -19,21 +19,12 @@ from deskpilot.store.models import DocumentRecord, utcnow
 from deskpilot.tasks.route_document import decide_document, document_action
 from deskpilot.types import Prediction
 
-from .base import JobRun, PermanentJobError
+from .base import JobRun
 from .context import WorkerContext
+from .pipeline import no_policy
 
 ACTOR = "deskpilot-worker"
 DONE = ("filed", "triage", "rejected")
-
-
-def _policy_problem(context: WorkerContext, tenant: str) -> str:
-    problem = context.policies.error(tenant)
-    path = context.settings.policies_dir / f"{tenant}.yaml"
-    return (
-        f"no usable routing policy for the documents of tenant {tenant!r}"
-        + (f": {problem}" if problem else f": add a 'documents:' section to {path}")
-        + "; then retry the job (`deskpilot jobs retry ID`)"
-    )
 
 
 def _note(filename: str, label: str | None, prediction: Prediction | None, fields: dict[str, Any]) -> str:
@@ -75,7 +66,7 @@ def process_document(context: WorkerContext, run: JobRun) -> None:
 
     policy = context.policies.get(tenant)
     if policy is None or policy.documents is None:
-        raise PermanentJobError(_policy_problem(context, tenant))
+        raise no_policy(context, tenant, of="the documents of tenant", fix="add a 'documents:' section to")
     docs = policy.documents
     prediction: Prediction | None = None
     why_none = ""

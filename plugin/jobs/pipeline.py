@@ -26,6 +26,19 @@ DECIDED = ("routed", "triage")
 ACTOR = "deskpilot-worker"
 
 
+def no_policy(
+    context: WorkerContext, tenant: str, *, of: str = "tenant", fix: str = "write"
+) -> PermanentJobError:
+    """The job cannot go on until a person fixes the tenant's policy file: say which and how."""
+    problem = context.policies.error(tenant)
+    path = context.settings.policies_dir / f"{tenant}.yaml"
+    return PermanentJobError(
+        f"no usable routing policy for {of} {tenant!r}"
+        + (f": {problem}" if problem else f": {fix} {path}")
+        + "; then retry the job (`deskpilot jobs retry ID`)"
+    )
+
+
 def _explanation(prediction: Prediction, similar: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {
         "alternatives": [{"label": a.label, "score": round(a.score, 4)} for a in prediction.alternatives],
@@ -148,12 +161,7 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
 
     policy = context.policies.get(tenant)
     if policy is None:
-        problem = context.policies.error(tenant)
-        raise PermanentJobError(
-            f"no usable routing policy for tenant {tenant!r}"
-            + (f": {problem}" if problem else f": write {context.settings.policies_dir / (tenant + '.yaml')}")
-            + "; then retry the job (`deskpilot jobs retry ID`)"
-        )
+        raise no_policy(context, tenant)
     predictions: dict[str, Prediction] = {}
     explanations: dict[str, dict[str, Any]] = {}
     overridden = matching_overrides(policy, ticket)

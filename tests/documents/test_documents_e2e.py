@@ -285,3 +285,36 @@ def test_size_limits_are_413_before_anything_is_stored(
             from deskpilot.store.models import DocumentRecord
 
             assert session.scalar(select(func.count()).select_from(DocumentRecord)) == 0
+
+
+TICKETS_ONLY = """\
+systems:
+  desk: {connector: generic, url: "http://127.0.0.1:9/api", credentials: desk}
+tasks:
+  doctype:
+    destinations:
+      invoice: {system: desk, queue: ap}
+triage: {system: desk, queue: triage}
+"""
+
+
+def test_without_a_documents_section_the_job_stops_and_says_what_to_add(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import select
+
+    from deskpilot.store.models import JobRecord
+
+    with run_workflow(tmp_path, monkeypatch, PREDICTOR, policy=TICKETS_ONLY, make=World) as raw:
+        world = _with_key(raw)
+        [entry] = world.upload(("inv-42.pdf", make_pdf(INVOICE_LINES))).json()["files"]
+        world.run_jobs()
+        with world.database.session() as session:
+            job = session.scalars(select(JobRecord).where(JobRecord.kind == "process_document")).one()
+            assert (job.state, job.attempts) == ("dead", 1)  # permanent: retrying cannot help
+            assert job.last_error is not None
+            assert "no usable routing policy for the documents of tenant 'acme'" in job.last_error
+            assert (
+                f"add a 'documents:' section to {world.settings.policies_dir / 'acme.yaml'}" in job.last_error
+            )
+        assert world.document(entry["document_id"])["state"] == "processing"  # `jobs retry` picks it up
