@@ -96,7 +96,10 @@ def receive_file(
     store = OriginalStore(settings.documents_dir)
     intake = Intake()
     try:
-        parts: list[ExtractedDocument | RejectedPart] = list(extract(data, filename, limits_from(settings)))
+        # extract keeps every original it meets (the upload first, so a refused one too)
+        parts: list[ExtractedDocument | RejectedPart] = list(
+            extract(data, filename, limits_from(settings), originals=store)
+        )
     except DocumentRejected as exc:
         sha = hashlib.sha256(data).hexdigest()
         parts = [RejectedPart(filename, sha, len(data), exc.reason, str(exc), content=data)]
@@ -104,9 +107,6 @@ def receive_file(
     wanted = {id(d) for d in _documents_of(parts, email_body=is_email)}
     with database.session() as session:
         for part in parts:
-            content = part.content or (data if part.depth == 0 else b"")
-            if content:
-                store.put(content)
             if isinstance(part, RejectedPart):
                 got: DocumentAccepted = reject_document(
                     session, tenant, part, source=source, actor=actor, meta=meta
