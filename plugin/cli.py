@@ -30,6 +30,7 @@ from deskpilot.cli_jobs import register as register_jobs_commands
 from deskpilot.cli_respond import register as register_respond_commands
 from deskpilot.cli_retrain import record_champion_change
 from deskpilot.cli_retrain import register as register_retrain
+from deskpilot.cli_security import register as register_security_commands
 from deskpilot.config import Settings, get_settings
 from deskpilot.errors import DeskpilotError
 
@@ -59,6 +60,7 @@ app.add_typer(bench_app, name="bench")
 policy_app = typer.Typer(help="Per-tenant routing policies (YAML).", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 register_retrain(app)  # deskpilot retrain (plugin/cli_retrain.py)
+register_security_commands(keys_app, adapters_app)  # keys list/rotate/revoke, adapters sign
 
 err = Console(stderr=True)
 

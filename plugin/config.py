@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     connector_timeout_s: float = Field(default=10.0, gt=0, le=300)
     policy_dir: Path | None = None
 
+    # abuse limits ("N/second|minute|hour|day"; "" or "0" disables one): per API key, per
+    # webhook source (tenant + system [+ route]), and per client IP for failed authentications
+    # (checked before the key lookup). Counters live in memory, or in Redis for several
+    # gateway processes ("redis://host:6379/0").
+    rate_limit_per_key: str = "600/minute"
+    rate_limit_webhook: str = "1200/minute"
+    rate_limit_auth_failures: str = "30/minute"
+    rate_limit_storage_url: str = "memory://"
+    # adapter uploads (POST /v1/adapters/{task}) must be signed with the tenant's key: a JSON
+    # object tenant -> secret (`deskpilot adapters sign DIR --tenant T` prints the signature)
+    adapter_signing_keys: dict[str, SecretStr] = Field(default_factory=dict)
+
     # jobs
     queue_backend: Literal["embedded", "celery"] = "embedded"
     broker_url: str = "redis://127.0.0.1:6379/0"
@@ -152,6 +164,10 @@ class Settings(BaseSettings):
     @property
     def policies_dir(self) -> Path:
         return self.policy_dir or self.home / "policies"
+
+    def adapter_signing_key(self, tenant: str) -> str | None:
+        secret = self.adapter_signing_keys.get(tenant)
+        return secret.get_secret_value() or None if secret is not None else None
 
     def webhook_secret(self, tenant: str, source: str) -> str | None:
         secret = self.webhook_secrets.get(f"{tenant}/{source}") or self.webhook_secrets.get(tenant)

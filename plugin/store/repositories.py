@@ -14,10 +14,10 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -183,7 +183,7 @@ def authenticate_key(session: Session, plaintext: str) -> Principal | None:
     row = session.execute(
         select(ApiKey, Tenant.slug)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
-        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+        .where(ApiKey.key_hash == digest, _live(utcnow()))
     ).one_or_none()
     if row is None:
         return None
@@ -204,18 +204,66 @@ def authenticate_key(session: Session, plaintext: str) -> Principal | None:
     )
 
 
-def revoke_api_key(session: Session, key_id: int, tenant: str) -> bool:
-    """True when ``tenant`` owns the key (now revoked, or already so); False otherwise."""
+def _live(now: datetime) -> Any:
+    """A key is live until its ``revoked_at``: a time in the future is a rotation's grace period."""
+    return or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > now)
+
+
+def key_state(key: ApiKey, now: datetime | None = None) -> Literal["active", "expiring", "revoked"]:
+    """``active``, ``expiring`` (rotated, still valid until ``revoked_at``) or ``revoked``."""
+    if key.revoked_at is None:
+        return "active"
+    return "expiring" if key.revoked_at > (now or utcnow()) else "revoked"
+
+
+def get_api_key(session: Session, key_id: int, tenant: str) -> ApiKey | None:
+    """The key ``key_id`` if ``tenant`` owns it; another tenant's key is None, as if absent."""
     owner = _tenant_id(session, tenant)
-    if owner is None:
-        return False
-    key = session.scalars(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == owner)).one_or_none()
+    if owner is None or not isinstance(key_id, int):
+        return None
+    return session.scalars(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == owner)).one_or_none()
+
+
+def revoke_api_key(session: Session, key_id: int, tenant: str) -> bool:
+    """True when ``tenant`` owns the key (now revoked, or already so); False otherwise.
+
+    Revoking a key that is in a rotation's grace period ends the grace period now.
+    """
+    key = get_api_key(session, key_id, tenant)
     if key is None:
         return False
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
+    now = utcnow()
+    if key.revoked_at is None or key.revoked_at > now:
+        key.revoked_at = now
         session.flush()
     return True
+
+
+MAX_GRACE = timedelta(days=30)
+
+
+def rotate_api_key(
+    session: Session, key_id: int, tenant: str, grace: timedelta = timedelta(hours=1)
+) -> tuple[ApiKey, str, ApiKey] | None:
+    """A new key with the old one's name and scopes; the old stays valid for ``grace``.
+
+    No schema change: the old key's ``revoked_at`` is set to the end of the grace period,
+    and authentication treats a future ``revoked_at`` as still valid. Returns (new row,
+    plaintext, old row), or None when ``tenant`` has no live key ``key_id``.
+    """
+    if not timedelta(0) <= grace <= MAX_GRACE:
+        raise InputDataError(
+            f"grace period must be between 0 and {MAX_GRACE.days} days", hint="e.g. --grace-minutes 60"
+        )
+    old = get_api_key(session, key_id, tenant)
+    now = utcnow()
+    if old is None or key_state(old, now) == "revoked":
+        return None
+    new, plaintext = create_api_key(session, tenant, old.name, sorted(old.scope_set))
+    end = now + grace
+    old.revoked_at = end if old.revoked_at is None else min(old.revoked_at, end)
+    session.flush()
+    return new, plaintext, old
 
 
 def list_api_keys(session: Session, tenant: str) -> list[ApiKey]:

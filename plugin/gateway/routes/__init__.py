@@ -10,6 +10,8 @@ from deskpilot.gateway.routes import (
     feedback,
     health,
     jobs,
+    keys,
+    metrics,
     respond,
     tickets,
     webhooks,
@@ -26,6 +28,8 @@ routers = (
     feedback.router,
     jobs.router,
     respond.router,
+    keys.router,
+    metrics.router,
 )
 
 __all__ = ["routers"]
