@@ -43,7 +43,8 @@ typecheck: $(STAMP) pkgtree
 	cd $(PKGTREE) && MYPYPATH=. ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml \
 		-p deskpilot.gateway -p deskpilot.store -p deskpilot.tasks -p deskpilot.config \
 		-p deskpilot.errors -p deskpilot.types -p deskpilot.dataio -p deskpilot.cli \
-		-p deskpilot.jobs -p deskpilot.policy -p deskpilot.documents
+		-p deskpilot.jobs -p deskpilot.policy -p deskpilot.documents \
+		-p deskpilot.logs -p deskpilot.redaction -p deskpilot.telemetry
 
 importlint: $(STAMP) pkgtree
 	cd $(PKGTREE) && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --config ../../pyproject.toml

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     record_predictions: bool = True
     default_tenant: str = "default"
 
+    # operations: logs (json: one object per line, for production log shippers), personal data
+    # in logs and stored previews, and who may read /metrics (unset: loopback clients only)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    redact_pii: bool = False
+    metrics_token: SecretStr | None = None
+
     # webhooks and outside systems. Secrets are keyed by tenant ("acme") or by tenant and
     # source ("acme/zendesk", the more specific wins); connector credentials by the name a
     # policy's ``systems.<name>.credentials`` gives. Set them as JSON objects in the env.
@@ -146,6 +153,11 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("home", "data_dir", "model_cache", "policy_dir", mode="after")
     @classmethod

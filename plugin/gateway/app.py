@@ -22,10 +22,13 @@ from deskpilot import __version__
 from deskpilot.config import Settings, get_settings
 from deskpilot.errors import DeskpilotError
 from deskpilot.gateway.errors import ServiceUnavailableError, install_error_handlers
-from deskpilot.gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from deskpilot.gateway.metrics import GatewayMetrics
+from deskpilot.gateway.middleware import AccessMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
 from deskpilot.gateway.routes import routers
 from deskpilot.gateway.routes.respond import get_responders_of
+from deskpilot.jobs.runner import HANDLERS
 from deskpilot.policy import PolicyStore
+from deskpilot.redaction import register_settings
 from deskpilot.store import Database
 from deskpilot.tasks.classify import Predictor
 
@@ -48,6 +51,7 @@ def create_app(
     """Build the gateway. Objects passed in are used as they are and not closed by the app."""
     settings = settings if settings is not None else get_settings()
     settings.check_secrets()
+    register_settings(settings)  # its secret values are masked in every log line from now on
     app = FastAPI(
         title="deskpilot",
         version=__version__,
@@ -63,6 +67,10 @@ def create_app(
     app.state.predictor_error = None
     app.state.job_notifier = None
     app.state.policies = PolicyStore(settings.policies_dir)
+    app.state.worker_pool = None
+    app.state.metrics = GatewayMetrics(
+        lambda: app.state.database, lambda: _models_ready(app), job_kinds=tuple(sorted(HANDLERS))
+    )
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
@@ -75,8 +83,17 @@ def create_app(
             r"/webhooks/[^/]+/email": settings.doc_max_bytes + 64 * 1024,
         },
     )
+    app.add_middleware(AccessMiddleware, metrics=app.state.metrics)  # sees 413s too
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so even a 413 has an id
     return app
+
+
+def _models_ready(app: FastAPI) -> bool:
+    predictor: Predictor | None = app.state.predictor
+    try:
+        return predictor is not None and bool(predictor.ready())
+    except Exception:  # a gauge reports, it does not crash a scrape
+        return False
 
 
 def _open_database(settings: Settings) -> Database:
@@ -117,6 +134,7 @@ def _start_workers(app: FastAPI, settings: Settings, database: Database) -> Any:
     pool = jobs.EmbeddedWorkerPool(context, threads=settings.workers, name="serve")
     context.notifier = pool
     app.state.job_notifier = pool
+    app.state.worker_pool = pool  # /readyz checks its threads
     pool.start()
     return pool
 
@@ -174,6 +192,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        app.state.worker_pool = None
         if pool is not None:
             await run_in_threadpool(pool.stop)
             pool.context.close()

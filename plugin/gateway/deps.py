@@ -21,6 +21,7 @@ from deskpilot.config import Settings
 from deskpilot.errors import AuthError, ConfigError, ForbiddenError
 from deskpilot.gateway.errors import ServiceUnavailableError, UnsupportedMediaTypeError
 from deskpilot.jobs.base import JobNotifier
+from deskpilot.logs import bind_tenant
 from deskpilot.store import Database, Principal, authenticate_key
 from deskpilot.tasks.classify import Predictor
 
@@ -99,6 +100,7 @@ def get_principal(
             principal = authenticate_key(session, key)
     if principal is None:
         raise AuthError("the API key is wrong or has been revoked", hint=KEY_HINT)
+    bind_tenant(principal.tenant)  # the request's log lines name the tenant from here on
     return principal
 
 

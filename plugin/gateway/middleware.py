@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids and a request body size limit.
+"""Pure ASGI middleware: request ids, the access log and latency metrics, a body size limit.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so bodies stream through untouched and the
 limit also holds for chunked uploads that carry no Content-Length.
@@ -7,19 +7,26 @@ limit also holds for chunked uploads that carry no Content-Length.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deskpilot.gateway.metrics import GatewayMetrics, route_template
+from deskpilot.logs import ACCESS_LOGGER, bind_request, unbind
+
 REQUEST_ID_HEADER = "X-Request-ID"
+access_logger = logging.getLogger(ACCESS_LOGGER)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class RequestIdMiddleware:
-    """Echo a sane incoming ``X-Request-ID`` or make one; expose it as ``request.state.request_id``."""
+    """Echo a sane incoming ``X-Request-ID`` or make one; expose it as ``request.state.request_id``
+    and to every log line written while the request runs (``deskpilot.logs``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,7 +46,68 @@ class RequestIdMiddleware:
                 headers[REQUEST_ID_HEADER] = rid
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = bind_request(rid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            unbind(token)
+
+
+class AccessMiddleware:
+    """One access-log line and one latency observation per request, labelled by route template.
+
+    The template is read after the app ran (the router records the matched route in the
+    shared scope), so ``/v1/tickets/7`` and ``/v1/tickets/8`` are one series. A request that
+    raised counts as a 500, the answer the error handler outside this layer gives.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        except BaseException:
+            status = 500
+            raise
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        method = str(scope.get("method", ""))
+        route = route_template(scope)
+        path = str(scope.get("path", ""))
+        if self.metrics is not None:
+            self.metrics.observe(method, route, status, seconds)
+        if access_logger.isEnabledFor(logging.INFO):
+            duration_ms = round(seconds * 1000, 2)
+            access_logger.info(
+                "%s %s %d %.1f ms",
+                method,
+                path,
+                status,
+                duration_ms,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                },
+            )
 
 
 class BodyTooLargeError(HTTPException):

@@ -152,4 +152,8 @@ class ReadyResponse(BaseModel):
     status: Literal["ready", "not_ready"]
     database: bool
     models: bool
+    queue: bool = Field(
+        description="embedded: the job table is readable and this process's worker threads run; "
+        "celery: the broker answers"
+    )
     detail: str | None = Field(default=None, description="What is not ready, when something is not")

@@ -17,6 +17,7 @@ from deskpilot.store import workflow
 from deskpilot.store.documents import get_document
 from deskpilot.store.models import DocumentRecord, utcnow
 from deskpilot.tasks.route_document import decide_document, document_action
+from deskpilot.telemetry import count_decisions
 from deskpilot.types import Prediction
 
 from .base import JobRun
@@ -123,4 +124,5 @@ def process_document(context: WorkerContext, run: JobRun) -> None:
             session,
             {"document_id": document_id, "state": doc.state, "decisions": decision_ids, "jobs": job_ids},
         )
+    count_decisions("documents", [decision], predictions)  # committed: counted once
     run.follow_ups.extend(job_ids)

@@ -71,6 +71,11 @@ class EmbeddedWorkerPool:
             thread.join(timeout)
         self._workers = []
 
+    def alive(self) -> bool:
+        """True while started and every worker thread and the heartbeat still run (for /readyz)."""
+        workers = list(self._workers)
+        return bool(workers) and all(thread.is_alive() for thread in workers)
+
     def __enter__(self) -> EmbeddedWorkerPool:
         self.start()
         return self

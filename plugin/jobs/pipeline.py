@@ -15,6 +15,7 @@ from deskpilot.errors import ActionError, AdapterNotFoundError
 from deskpilot.policy import Policy
 from deskpilot.store import workflow
 from deskpilot.tasks.route import matching_overrides, plan_actions, route
+from deskpilot.telemetry import count_decisions
 from deskpilot.types import Prediction, RouteDecision
 
 from .base import JobRun, PermanentJobError
@@ -221,6 +222,7 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
             session,
             {"ticket_id": ticket_id, "state": record.state, "decisions": decision_ids, "jobs": job_ids},
         )
+    count_decisions("tickets", decisions, predictions)  # committed: counted once
     run.follow_ups.extend(job_ids)  # delivered next by this worker: see JobRun.follow_ups
 
 

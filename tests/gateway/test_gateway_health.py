@@ -30,7 +30,7 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz_ready(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "database": True, "models": True}
+    assert response.json() == {"status": "ready", "database": True, "models": True, "queue": True}
 
 
 def test_readyz_503_while_predictor_not_ready(client: TestClient, predictor: FakePredictor) -> None:
@@ -71,6 +71,7 @@ def test_readyz_503_when_database_ping_fails(
     body = response.json()
     assert (body["status"], body["database"], body["models"]) == ("not_ready", False, True)
     assert "database" in body["detail"]
+    assert body["queue"] is True  # the job table itself still answered
 
 
 def test_healthz_needs_nothing_else(settings: Settings, database: Database) -> None:
@@ -150,7 +151,7 @@ def test_real_wiring_builds_engine_in_background_and_migrates(
             "not_ready",
         )
         engine_module.go.set()
-        assert _wait_ready(client) == {"status": "ready", "database": True, "models": True}
+        assert _wait_ready(client) == {"status": "ready", "database": True, "models": True, "queue": True}
         response = client.post("/v1/classify", json={"task": "intent", "text": "vpn"}, headers=auth(key))
         assert response.status_code == 200, response.text
         assert response.json()["results"][0]["label"] == "network"
@@ -233,3 +234,120 @@ def test_gateway_import_is_light() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --- the job queue part of /readyz -----------------------------------------------------------
+
+
+def _not_ready(client: TestClient) -> dict[str, object]:
+    response = client.get("/readyz")
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"]
+    body = dict(response.json())
+    assert body["status"] == "not_ready"
+    return body
+
+
+def test_readyz_503_when_the_job_table_is_unreadable(client: TestClient, database: Database) -> None:
+    from sqlalchemy import text
+
+    with database.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE jobs RENAME TO jobs_away"))
+    try:
+        body = _not_ready(client)
+        assert (body["database"], body["queue"], body["models"]) == (True, False, True)
+        assert "job table unreadable" in str(body["detail"])
+        assert client.get("/healthz").status_code == 200  # liveness stays cheap and green
+    finally:
+        with database.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE jobs_away RENAME TO jobs"))
+    assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_503_when_the_embedded_workers_stopped(settings: Settings, database: Database) -> None:
+    with_workers = settings.model_copy(update={"workers": 1})
+    app = create_app(with_workers, predictor=FakePredictor(), database=database)
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["queue"] is True
+        pool = app.state.worker_pool
+        assert pool is not None and pool.alive()
+        pool.stop()  # as if the threads had died
+        body = _not_ready(client)
+        assert (body["database"], body["queue"], body["models"]) == (True, False, True)
+        assert "worker threads stopped" in str(body["detail"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_readyz_503_when_the_celery_broker_is_unreachable(settings: Settings, database: Database) -> None:
+    celery = settings.model_copy(
+        update={"queue_backend": "celery", "broker_url": f"redis://127.0.0.1:{_free_port()}/0"}
+    )
+    app = create_app(celery, predictor=FakePredictor(), database=database)
+    with TestClient(app) as client:
+        started = time.monotonic()
+        body = _not_ready(client)
+        assert time.monotonic() - started < 5.0  # a short timeout, not a hung probe
+    assert (body["database"], body["queue"], body["models"]) == (True, False, True)
+    assert "broker unreachable" in str(body["detail"])
+
+
+def test_readyz_names_every_part_that_is_down(
+    client: TestClient, predictor: FakePredictor, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictor.is_ready = False
+    monkeypatch.setattr(database, "ping", lambda: False)
+    monkeypatch.setattr(database, "session", lambda: (_ for _ in ()).throw(OSError("down")))
+    body = _not_ready(client)
+    assert (body["database"], body["queue"], body["models"]) == (False, False, False)
+    detail = str(body["detail"])
+    assert "database" in detail and "job table" in detail and "models" in detail
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import socket
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_readyz_ready_with_a_reachable_celery_broker(
+    settings: Settings, database: Database, redis_server: str
+) -> None:
+    celery = settings.model_copy(update={"queue_backend": "celery", "broker_url": redis_server})
+    app = create_app(celery, predictor=FakePredictor(), database=database)
+    with TestClient(app) as client:
+        response = client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["queue"] is True

@@ -21,6 +21,7 @@ from deskpilot.gateway.errors import error_responses
 from deskpilot.gateway.schemas import ClassifyRequest, ClassifyResponse, ClassifyResult
 from deskpilot.store import Database, Principal, record_predictions
 from deskpilot.tasks.classify import Predictor, classify
+from deskpilot.telemetry import count_predictions
 from deskpilot.types import Prediction
 
 router = APIRouter(prefix="/v1", tags=["classify"])
@@ -45,6 +46,7 @@ def _classify_and_record(
         version=request.version,
         abstain=request.abstain,
     )
+    count_predictions("api", request.task, predictions)
     if not settings.record_predictions:
         return predictions, [None] * len(predictions)
     with db_session(database) as session:
