@@ -429,3 +429,46 @@ class DocumentRecord(Base):
 
     def __repr__(self) -> str:
         return f"DocumentRecord(id={self.id!r}, tenant_id={self.tenant_id!r}, state={self.state!r})"
+
+
+# review console: people who sign in (per tenant) and their server-side sessions -----------
+
+CONSOLE_ROLES = ("agent", "lead", "admin")
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the review console. Only an argon2 hash of the password is kept."""
+
+    __tablename__ = "console_users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email"),
+        CheckConstraint("role IN ('agent', 'lead', 'admin')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    def __repr__(self) -> str:
+        return f"ConsoleUser(id={self.id!r}, tenant_id={self.tenant_id!r}, role={self.role!r})"
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its keyed hash is stored."""
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (UniqueConstraint("token_hash"), Index("ix_console_sessions_user_id", "user_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("console_users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -27,6 +27,8 @@ TABLES = {
     "audit_log",
     "knowledge",
     "documents",
+    "console_users",
+    "console_sessions",
 }
 
 
@@ -38,7 +40,7 @@ def test_migrate_twice_creates_all_tables(empty_db: Database) -> None:
     assert tables >= TABLES | {"alembic_version"}
     with empty_db.engine.connect() as connection:
         versions = connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
-    assert [v for (v,) in versions] == ["0004"]
+    assert [v for (v,) in versions] == ["0005"]
 
 
 def test_models_match_migrations(db: Database) -> None:
