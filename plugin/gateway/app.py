@@ -24,6 +24,7 @@ from deskpilot.errors import DeskpilotError
 from deskpilot.gateway.errors import ServiceUnavailableError, install_error_handlers
 from deskpilot.gateway.metrics import GatewayMetrics
 from deskpilot.gateway.middleware import AccessMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
+from deskpilot.gateway.ratelimit import RateLimiter
 from deskpilot.gateway.routes import routers
 from deskpilot.gateway.routes.respond import get_responders_of
 from deskpilot.jobs.runner import HANDLERS
@@ -71,6 +72,7 @@ def create_app(
     app.state.metrics = GatewayMetrics(
         lambda: app.state.database, lambda: _models_ready(app), job_kinds=tuple(sorted(HANDLERS))
     )
+    app.state.rate_limiter = RateLimiter(settings)
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
@@ -210,3 +212,4 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if owned_database is not None:
             app.state.database = None
             owned_database.dispose()
+        await app.state.rate_limiter.aclose()

@@ -16,10 +16,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from deskpilot.config import Settings
 from deskpilot.errors import AuthError, ConfigError, ForbiddenError
 from deskpilot.gateway.errors import ServiceUnavailableError, UnsupportedMediaTypeError
+from deskpilot.gateway.ratelimit import client_address, limiter_of
 from deskpilot.jobs.base import JobNotifier
 from deskpilot.logs import bind_tenant
 from deskpilot.store import Database, Principal, authenticate_key
@@ -84,20 +86,28 @@ def get_ready_predictor(predictor: PredictorDep) -> Predictor:
 ReadyPredictorDep = Annotated[Predictor, Depends(get_ready_predictor)]
 
 
-def get_principal(
+def _lookup(database: Database, key: str) -> Principal | None:
+    with db_session(database) as session:
+        return authenticate_key(session, key)
+
+
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The caller behind the Bearer key. Sync: FastAPI runs it in the threadpool."""
+    """The caller behind the Bearer key, within the rate limits (checked before the lookup)."""
     if credentials is None:
         if request.headers.get("authorization"):
             raise AuthError("the Authorization header must be 'Bearer <key>'", hint=KEY_HINT)
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'", hint=KEY_HINT)
     key = credentials.credentials
+    limiter = limiter_of(request)
+    if limiter is not None:
+        await limiter.guard_address(client_address(request))
+        await limiter.hit_key(key)
     principal: Principal | None = None
     if _B64TOKEN.fullmatch(key):
-        with db_session(get_database(request)) as session:
-            principal = authenticate_key(session, key)
+        principal = await run_in_threadpool(_lookup, get_database(request), key)
     if principal is None:
         raise AuthError("the API key is wrong or has been revoked", hint=KEY_HINT)
     bind_tenant(principal.tenant)  # the request's log lines name the tenant from here on

@@ -75,6 +75,7 @@ _DESCRIPTIONS = {
     413: "Request body larger than the configured limit",
     415: "Request body is not application/json",
     422: "The request is well-formed JSON but its fields are invalid",
+    429: "Too many requests for this API key, webhook source or address; see Retry-After",
     500: "Unexpected server error; details are in the server log under the request id",
     503: "Models or database not ready yet; retry later",
 }
@@ -87,6 +88,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -96,12 +98,24 @@ def _request_id(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
+async def _note_auth_failure(request: Request) -> None:
+    """Count a failed authentication against the client's address (see gateway/ratelimit.py)."""
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        client = request.client.host if request.client is not None else "unknown"
+        await limiter.note_auth_failure(client)
+
+
 async def deskpilot_error_handler(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, DeskpilotError):  # pragma: no cover - registered for DeskpilotError only
         return await unhandled_error_handler(request, exc)
     headers: dict[str, str] = {}
     if isinstance(exc, AuthError) or exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+        await _note_auth_failure(request)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
     if exc.status == 503:
         headers["Retry-After"] = "5"
     if exc.status >= 500:

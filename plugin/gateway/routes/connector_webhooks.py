@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +22,7 @@ from deskpilot.connectors.base import Inbound, connector_info, get_connector
 from deskpilot.errors import AuthError, InputDataError, NotFoundError
 from deskpilot.gateway.deps import DatabaseDep, JobNotifierDep, SettingsDep, db_session, notify_jobs
 from deskpilot.gateway.errors import error_responses
+from deskpilot.gateway.ratelimit import guard_client, limit_webhook
 from deskpilot.policy import PolicyStore
 from deskpilot.store import Database
 from deskpilot.store.workflow import Accepted, accept_event
@@ -81,6 +82,7 @@ def _summary(events: Sequence[Event], accepted: Sequence[Accepted], inbound: Inb
     ),
     status_code=202,
     responses=error_responses(401, 404, 413, 422, 500, 503),
+    dependencies=[Depends(guard_client)],
 )
 async def connector_webhook(
     tenant: str,
@@ -99,6 +101,7 @@ async def connector_webhook(
     summary="A connector's webhook with a sub-path (Slack events/commands/interactivity, Odoo's token)",
     status_code=202,
     responses=error_responses(401, 404, 413, 422, 500, 503),
+    dependencies=[Depends(guard_client)],
 )
 async def connector_webhook_route(
     tenant: str,
@@ -144,6 +147,7 @@ async def _dispatch(
     connector.verify(
         request.headers, raw, secret=secret, route=route, tolerance_s=settings.webhook_tolerance_s
     )
+    await limit_webhook(request, tenant, system, route)  # authentic deliveries count
     inbound = connector.parse(tenant, route, request.headers, raw, _options(request, tenant, system))
     events = list(inbound.events)
     accepted = (

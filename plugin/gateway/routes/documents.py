@@ -11,7 +11,7 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -28,6 +28,7 @@ from deskpilot.gateway.deps import (
     notify_jobs,
 )
 from deskpilot.gateway.errors import UnsupportedMediaTypeError, error_responses
+from deskpilot.gateway.ratelimit import guard_client, limit_webhook
 from deskpilot.gateway.routes.tickets import actor_of
 from deskpilot.gateway.workflow_schemas import MAX_ID
 from deskpilot.jobs.document_intake import Intake, receive_file
@@ -239,6 +240,7 @@ attached emails included) becomes a document; an email without attachments is on
     description=EMAIL_DESCRIPTION,
     status_code=202,
     responses={**error_responses(400, 404, 413, 415, 422, 500), 401: {"description": "bad signature"}},
+    dependencies=[Depends(guard_client)],
 )
 async def email_webhook(
     tenant: str,
@@ -264,6 +266,7 @@ async def email_webhook(
     get_connector("generic").verify(
         request.headers, raw, secret=secret, tolerance_s=settings.webhook_tolerance_s
     )
+    await limit_webhook(request, tenant, "email")  # authentic deliveries count
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
         async with request.form(max_files=1, max_fields=20, max_part_size=settings.doc_max_bytes) as form:

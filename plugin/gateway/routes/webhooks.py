@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 
-from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from deskpilot.connectors.base import get_connector
@@ -19,6 +19,7 @@ from deskpilot.connectors.generic.verify import SIGNATURE_HEADER
 from deskpilot.errors import AuthError, InputDataError, NotFoundError
 from deskpilot.gateway.deps import DatabaseDep, JobNotifierDep, SettingsDep, require_json_body
 from deskpilot.gateway.errors import ErrorResponse, error_responses
+from deskpilot.gateway.ratelimit import guard_client, limit_webhook
 from deskpilot.gateway.routes.tickets import answer_accepted, store_ticket
 from deskpilot.gateway.workflow_schemas import SOURCE_PATTERN, SOURCE_RULE, TicketAccepted
 from deskpilot.types import Ticket
@@ -90,6 +91,7 @@ def _secret_hint(tenant: str) -> str:
         "parameters": _HEADERS,
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}},
     },
+    dependencies=[Depends(guard_client)],
 )
 async def generic_webhook(
     tenant: str,
@@ -112,6 +114,7 @@ async def generic_webhook(
     raw = await request.body()
     connector = get_connector("generic")
     connector.verify(request.headers, raw, secret=secret, tolerance_s=settings.webhook_tolerance_s)
+    await limit_webhook(request, tenant, "generic", source)  # authentic deliveries count
     await require_json_body(request)  # after the signature: strangers learn nothing but 401
     inbound = connector.parse(tenant, source, request.headers, raw, {})
     event = inbound.events[0]
