@@ -65,6 +65,13 @@ register_security_commands(keys_app, adapters_app)  # keys list/rotate/revoke, a
 err = Console(stderr=True)
 
 
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
 class Preset(StrEnum):
     auto = "auto"
     fast = "fast"
@@ -1029,18 +1036,40 @@ def policy_check_cmd(file: Annotated[Path, typer.Argument(help="The policy YAML 
 def serve_cmd(
     host: Annotated[str | None, typer.Option(help="Bind address [default: settings, 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: settings, 8000]")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    log_level: Annotated[
+        LogLevel | None, typer.Option(help="Log level [default: settings log_level, info]")
+    ] = None,
+    log_json: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-json/--log-text",
+            help="One JSON object per log line (recommended in production) or text for a terminal "
+            "[default: settings log_format, text]",
+        ),
+    ] = None,
 ) -> None:
     """Start the gateway on the embedded default (SQLite under DESKPILOT_HOME)."""
     import uvicorn
 
     from deskpilot.gateway import create_app
+    from deskpilot.logs import configure_logging
 
     s = settings()
+    level = log_level.value if log_level is not None else s.log_level
+    configure_logging(s, json_format=log_json, level=level)
     with user_errors():
         _quiet_libraries()
         application = create_app(s)
-    uvicorn.run(application, host=host or s.host, port=port or s.port, log_level=log_level)
+    # log_config=None: keep the handler configured above; access_log=False: the gateway writes
+    # its own access line per request (route template, duration, request id)
+    uvicorn.run(
+        application,
+        host=host or s.host,
+        port=port or s.port,
+        log_level=level,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command("version")

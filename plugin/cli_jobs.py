@@ -87,7 +87,22 @@ def worker_cmd(
         str | None, typer.Option(help="embedded: only these job kinds, comma-separated (e.g. retrain)")
     ] = None,
     pool: Annotated[CeleryPool, typer.Option(help="celery: execution pool")] = CeleryPool.prefork,
-    log_level: Annotated[str, typer.Option(help="celery: log level")] = "info",
+    log_level: Annotated[
+        str | None, typer.Option(help="Log level [default: settings log_level, info]")
+    ] = None,
+    log_json: Annotated[
+        bool | None,
+        typer.Option("--log-json/--log-text", help="JSON log lines or text [default: settings log_format]"),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve this process's Prometheus metrics (predictions it made) on this port",
+        ),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Process background jobs until SIGTERM/SIGINT (jobs in hand are finished first).
 
@@ -95,17 +110,31 @@ def worker_cmd(
     on DESKPILOT_BROKER_URL (Redis or RabbitMQ) with PostgreSQL as the store, plus a sweeper
     that re-publishes due jobs and a heartbeat that keeps running jobs' leases.
     """
-    from deskpilot.cli import fail, settings
+    from deskpilot.cli import fail, settings, user_errors
+    from deskpilot.logs import configure_logging
 
     s = settings()
+    level = (log_level or s.log_level).lower()
+    if level not in ("debug", "info", "warning", "error"):
+        fail(f"--log-level {log_level!r}: use debug, info, warning or error")
+    configure_logging(s, json_format=log_json, level=level)
     chosen = backend.value if backend is not None else s.queue_backend
+    if metrics_port is not None:
+        from deskpilot.telemetry import serve_metrics
+
+        if chosen == "celery" and pool == CeleryPool.prefork:
+            fail(
+                "--metrics-port needs --pool threads or solo: prefork children count in their own processes"
+            )
+        with user_errors():
+            serve_metrics(metrics_port, metrics_host)
     kind_list = [k.strip() for k in (kinds or "").split(",") if k.strip()]
     if chosen == "celery":
         if kind_list:
             fail("--kinds needs --backend embedded: Celery workers take every kind from the one queue")
         if threads is not None:
             fail("--threads is for --backend embedded; use --concurrency with celery")
-        _run_celery(s, concurrency or max(1, s.workers), pool.value, log_level)
+        _run_celery(s, concurrency or max(1, s.workers), pool.value, level)
         return
     if concurrency is not None:
         fail("--concurrency is for --backend celery; use --threads with the embedded backend")
@@ -157,6 +186,7 @@ def _run_celery(s: Settings, concurrency: int, pool: str, log_level: str) -> Non
                 "set DESKPILOT_DATABASE_URL to PostgreSQL to scale out"
             )
         app = make_celery(s)
+        app.conf.worker_hijack_root_logger = False  # keep the handler configure_logging installed
         runtime = app.deskpilot_runtime
         runtime.inherit(database)  # the sweeper's connections: children must not touch them
         notifier = CeleryNotifier(app)

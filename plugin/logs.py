@@ -141,10 +141,13 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger [request id] message`` with the context, for a person at a terminal."""
+    """``LEVEL time logger: message [request_id=...]`` for a person at a terminal.
+
+    The level comes first, as in uvicorn's own format, so ``grep ^ERROR`` still finds errors.
+    """
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s %(message)s")
+        super().__init__("%(levelname)-8s %(asctime)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

@@ -35,6 +35,34 @@ ABSTENTIONS = Counter(
 COLLECTORS = (PREDICTIONS, ABSTENTIONS)
 
 
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve this process's counters and process figures over HTTP (``deskpilot worker --metrics-port``).
+
+    A daemon thread; the gateway's /metrics has the store-wide figures, so a worker only adds
+    what it alone knows: the predictions it made.
+    """
+    from prometheus_client import (
+        CollectorRegistry,
+        GCCollector,
+        PlatformCollector,
+        ProcessCollector,
+        start_http_server,
+    )
+
+    from deskpilot.errors import ConfigError
+
+    registry = CollectorRegistry()
+    for collector in COLLECTORS:
+        registry.register(collector)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _label(value: str | None) -> str:
     return (value or "none")[:MAX_LABEL_CHARS]
 

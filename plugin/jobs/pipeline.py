@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from deskpilot.errors import ActionError, AdapterNotFoundError
+from deskpilot.logs import bind_tenant
 from deskpilot.policy import Policy
 from deskpilot.store import workflow
 from deskpilot.tasks.route import matching_overrides, plan_actions, route
@@ -156,6 +157,7 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
             run.finish(session, {"ticket_id": ticket_id, "state": record.state if record else "deleted"})
             return
         tenant = workflow.tenant_slug(session, run.tenant_id)
+        bind_tenant(tenant)
         ticket = workflow.ticket_of(record)
         external_id = record.external_id
         record.state = "processing"

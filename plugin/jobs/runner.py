@@ -20,6 +20,7 @@ from deskpilot.errors import (
     NotFoundError,
     PolicyError,
 )
+from deskpilot.logs import job_context
 from deskpilot.store import queue
 from deskpilot.store.documents import PROCESS_DOCUMENT
 from deskpilot.store.workflow import ANSWER_QUERY, APPLY_FEEDBACK, DELIVER_ACTION, PROCESS_TICKET, RETRAIN
@@ -133,14 +134,16 @@ def run_one(
     if active is not None:
         active.add(run.id, owner)
     try:
-        handler = HANDLERS.get(run.kind)
-        if handler is None:
-            raise PermanentJobError(f"unknown job kind {run.kind!r}")
-        handler(context, run)
-    except LeaseLost:
-        logger.warning("job %d: lease lost to another worker; its results were dropped", run.id)
-    except Exception as exc:
-        _record_failure(context, run, exc)
+        with job_context(run.id):  # the job's log lines carry its id (and tenant, once known)
+            try:
+                handler = HANDLERS.get(run.kind)
+                if handler is None:
+                    raise PermanentJobError(f"unknown job kind {run.kind!r}")
+                handler(context, run)
+            except LeaseLost:
+                logger.warning("job %d: lease lost to another worker; its results were dropped", run.id)
+            except Exception as exc:
+                _record_failure(context, run, exc)
     finally:
         if active is not None:
             active.remove(run.id)
