@@ -94,7 +94,7 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def _inbox_query(tenant_id: int, f: InboxFilters) -> Select[tuple[TicketRecord]]:
+def _inbox_query(tenant_id: int, f: InboxFilters) -> Select[TicketRecord]:
     query = select(TicketRecord).where(TicketRecord.tenant_id == tenant_id)
     if f.q:
         pattern = _like(f.q)

@@ -211,12 +211,15 @@ def csrf_of(html: str) -> str:
 
 
 class Client(Protocol):
+    @property
+    def cookies(self) -> Any: ...
     def get(self, url: str, **kwargs: Any) -> Any: ...
     def post(self, url: str, **kwargs: Any) -> Any: ...
 
 
 def sign_in(client: Client, who: str, password: str = PASSWORD) -> Any:
     tenant, email, _ = USERS[who]
+    client.cookies.clear()  # a fresh browser: whoever was signed in before is not
     page = client.get("/console/login")
     return client.post(
         "/console/login",

@@ -8,6 +8,7 @@ browser to the sign-in form instead of showing a 401.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -21,6 +22,7 @@ from deskpilot.gateway.console.templating import render
 from deskpilot.gateway.errors import describe_validation_errors
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+AnyHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 TITLES = {
     400: "Bad request",
@@ -59,10 +61,15 @@ def _page(request: Request, status: int, message: str, hint: str | None) -> Resp
     )
 
 
-def _console_aware(original: Handler) -> Handler:
+async def _call(original: AnyHandler, request: Request, exc: Exception) -> Response:
+    answer = original(request, exc)
+    return answer if isinstance(answer, Response) else await answer
+
+
+def _console_aware(original: AnyHandler) -> Handler:
     async def handle(request: Request, exc: Exception) -> Response:
         if not is_console_page(request):
-            return await original(request, exc)
+            return await _call(original, request, exc)
         if isinstance(exc, SignInRequired):
             if request.method == "GET":
                 return login_redirect(request)
@@ -74,7 +81,7 @@ def _console_aware(original: Handler) -> Handler:
         if isinstance(exc, StarletteHTTPException) and exc.status_code < 500:
             message = f"there is no page at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
             return _page(request, exc.status_code, message, None)
-        return await original(request, exc)
+        return await _call(original, request, exc)
 
     return handle
 

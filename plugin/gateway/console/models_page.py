@@ -73,8 +73,9 @@ def _card_per_class(card: AdapterCard) -> dict[str, dict[str, Any]]:
     """Per-class figures a card may carry (an evaluation's ``per_class``), else nothing."""
     for part in ("eval", "validation", "gate"):
         section = card.metrics.get(part)
-        if isinstance(section, dict) and isinstance(section.get("per_class"), dict):
-            return section["per_class"]
+        per_class = section.get("per_class") if isinstance(section, dict) else None
+        if isinstance(per_class, dict):
+            return per_class
     return {}
 
 

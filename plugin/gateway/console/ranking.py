@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-DUPLICATE = 0.8
+DUPLICATE = 0.7
 SHINGLE = 5
 _SPACE = re.compile(r"\s+")
 
