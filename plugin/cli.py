@@ -93,8 +93,10 @@ FromAdapterOpt = Annotated[
 
 
 def say(message: str, *, prefix: str = "") -> None:
-    """One line on stderr; user text is escaped so brackets in it are not Rich markup."""
-    err.print(prefix + escape(message), highlight=False, soft_wrap=True)
+    """One line on stderr, secrets masked; user text is escaped so brackets in it are not Rich markup."""
+    from deskpilot.redaction import mask_secrets
+
+    err.print(prefix + escape(mask_secrets(message)), highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
@@ -1052,24 +1054,24 @@ def serve_cmd(
     import uvicorn
 
     from deskpilot.gateway import create_app
-    from deskpilot.logs import configure_logging
+    from deskpilot.logs import logging_configured
 
     s = settings()
     level = log_level.value if log_level is not None else s.log_level
-    configure_logging(s, json_format=log_json, level=level)
-    with user_errors():
-        _quiet_libraries()
-        application = create_app(s)
-    # log_config=None: keep the handler configured above; access_log=False: the gateway writes
-    # its own access line per request (route template, duration, request id)
-    uvicorn.run(
-        application,
-        host=host or s.host,
-        port=port or s.port,
-        log_level=level,
-        log_config=None,
-        access_log=False,
-    )
+    with logging_configured(s, json_format=log_json, level=level):
+        with user_errors():
+            _quiet_libraries()
+            application = create_app(s)
+        # log_config=None: keep the handler configured above; access_log=False: the gateway writes
+        # its own access line per request (route template, duration, request id)
+        uvicorn.run(
+            application,
+            host=host or s.host,
+            port=port or s.port,
+            log_level=level,
+            log_config=None,
+            access_log=False,
+        )
 
 
 @app.command("version")

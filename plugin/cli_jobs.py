@@ -111,34 +111,33 @@ def worker_cmd(
     that re-publishes due jobs and a heartbeat that keeps running jobs' leases.
     """
     from deskpilot.cli import fail, settings, user_errors
-    from deskpilot.logs import configure_logging
+    from deskpilot.logs import logging_configured
 
     s = settings()
     level = (log_level or s.log_level).lower()
     if level not in ("debug", "info", "warning", "error"):
         fail(f"--log-level {log_level!r}: use debug, info, warning or error")
-    configure_logging(s, json_format=log_json, level=level)
     chosen = backend.value if backend is not None else s.queue_backend
-    if metrics_port is not None:
-        from deskpilot.telemetry import serve_metrics
-
-        if chosen == "celery" and pool == CeleryPool.prefork:
-            fail(
-                "--metrics-port needs --pool threads or solo: prefork children count in their own processes"
-            )
-        with user_errors():
-            serve_metrics(metrics_port, metrics_host)
     kind_list = [k.strip() for k in (kinds or "").split(",") if k.strip()]
     if chosen == "celery":
         if kind_list:
             fail("--kinds needs --backend embedded: Celery workers take every kind from the one queue")
         if threads is not None:
             fail("--threads is for --backend embedded; use --concurrency with celery")
-        _run_celery(s, concurrency or max(1, s.workers), pool.value, level)
-        return
-    if concurrency is not None:
+        if metrics_port is not None and pool == CeleryPool.prefork:
+            fail("--metrics-port needs --pool threads or solo: prefork children count in their own processes")
+    elif concurrency is not None:
         fail("--concurrency is for --backend celery; use --threads with the embedded backend")
-    _run_embedded(s, threads or max(1, s.workers), kind_list)
+    with logging_configured(s, json_format=log_json, level=level):
+        if metrics_port is not None:
+            from deskpilot.telemetry import serve_metrics
+
+            with user_errors():
+                serve_metrics(metrics_port, metrics_host)
+        if chosen == "celery":
+            _run_celery(s, concurrency or max(1, s.workers), pool.value, level)
+        else:
+            _run_embedded(s, threads or max(1, s.workers), kind_list)
 
 
 def _run_embedded(s: Settings, threads: int, kinds: list[str]) -> None:

@@ -159,6 +159,52 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{tags}]" + (f"\n{rest}" if rest else "")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
+_LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "kombu")
+
+
+@contextmanager
+def logging_configured(
+    settings: Settings,
+    *,
+    json_format: bool | None = None,
+    level: str | None = None,
+    stream: IO[str] | None = None,
+) -> Iterator[logging.Handler]:
+    """:func:`configure_logging` for the life of a command; the previous setup comes back after."""
+    root = logging.getLogger()
+    saved_root = (list(root.handlers), root.level)
+    libraries = {name: logging.getLogger(name) for name in _LIBRARY_LOGGERS}
+    saved = {name: (list(lg.handlers), lg.propagate, lg.disabled, lg.level) for name, lg in libraries.items()}
+    handler = configure_logging(settings, json_format=json_format, level=level, stream=stream)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.handlers[:] = [h for h in saved_root[0] if h is not handler]
+        root.setLevel(saved_root[1])
+        for name, (handlers, propagate, disabled, lvl) in saved.items():
+            library = logging.getLogger(name)
+            library.handlers[:] = handlers
+            library.propagate, library.disabled = propagate, disabled
+            library.setLevel(lvl)
+
+
 def configure_logging(
     settings: Settings,
     *,
@@ -173,7 +219,7 @@ def configure_logging(
     """
     register_settings(settings)
     use_json = settings.log_format == "json" if json_format is None else json_format
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler.addFilter(RedactingFilter(pii=settings.redact_pii))
     setattr(handler, _HANDLER_MARK, True)

@@ -39,7 +39,8 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
             (?P<name>\b(?:proxy-)?authorization|\bx-[a-z0-9-]*(?:signature|token|api-key|secret)[a-z0-9-]*
                |\bapi-key|\bcookie|\bset-cookie)
             (?P<sep>['"]?\s*[:=]\s*['"]?)
-            (?P<value>(?:(?:bearer|basic|token)\s+)?[^\s'",;]+)
+            (?P<value>(?:bearer|basic|token)\s+(?![<{\[])[^\s'",;]+         # not a <placeholder>
+               |(?!(?:bearer|basic|token)\b)(?![<{\[])[^\s'",;]+)
             """
         ),
         rf"\g<name>\g<sep>{MASK}",
@@ -48,7 +49,7 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(
             r"(?i)(?P<name>\b(?:access_token|api_key|apikey|token|secret|password|passwd|client_secret|sig)"
-            r")(?P<sep>=)(?P<value>[^\s&'\"]+)"
+            r")(?P<sep>=)(?P<value>(?![<{\[])[^\s&'\"]+)"
         ),
         rf"\g<name>\g<sep>{MASK}",
     ),

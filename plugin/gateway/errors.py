@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deskpilot.errors import AuthError, DeskpilotError
+from deskpilot.redaction import mask_secrets
 
 logger = logging.getLogger("deskpilot.gateway")
 
@@ -55,7 +56,9 @@ def error_response(
     hint: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "hint": hint}}
+    # an error never carries a credential, even one quoted by an exception from a library
+    masked_hint = mask_secrets(hint) if hint is not None else None
+    body = {"error": {"code": code, "message": mask_secrets(message), "hint": masked_hint}}
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from deskpilot.errors import ActionError, AdapterNotFoundError
 from deskpilot.logs import bind_tenant
 from deskpilot.policy import Policy
+from deskpilot.redaction import scrub
 from deskpilot.store import workflow
 from deskpilot.tasks.route import matching_overrides, plan_actions, route
 from deskpilot.telemetry import count_decisions
@@ -257,7 +258,7 @@ def deliver_action(context: WorkerContext, run: JobRun) -> None:
                     row,
                     done=False,
                     actor=ACTOR,
-                    error=str(exc),
+                    error=scrub(str(exc), pii=context.settings.redact_pii),
                     dead=not transient or run.attempts >= run.max_attempts,
                 )
         raise

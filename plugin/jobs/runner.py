@@ -21,6 +21,7 @@ from deskpilot.errors import (
     PolicyError,
 )
 from deskpilot.logs import job_context
+from deskpilot.redaction import scrub
 from deskpilot.store import queue
 from deskpilot.store.documents import PROCESS_DOCUMENT
 from deskpilot.store.workflow import ANSWER_QUERY, APPLY_FEEDBACK, DELIVER_ACTION, PROCESS_TICKET, RETRAIN
@@ -155,6 +156,8 @@ def run_one(
 def _record_failure(context: WorkerContext, run: JobRun, exc: Exception) -> None:
     transient = not isinstance(exc, _PERMANENT) and not (isinstance(exc, ActionError) and not exc.transient)
     message = exc.message if isinstance(exc, DeskpilotError) else f"{type(exc).__name__}: {exc}"
+    # stored and shown (GET /v1/jobs, the console): never a credential, nor personal data if asked
+    message = scrub(message, pii=context.settings.redact_pii)
     retry_after = getattr(exc, "retry_after", None)
     if transient and not isinstance(exc, (ActionError, OperationalError, OSError, TimeoutError)):
         logger.exception("job %d (%s) failed; it will be retried", run.id, run.kind)

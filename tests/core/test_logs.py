@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from deskpilot.config import Settings, get_settings
 from deskpilot.connectors.generic import sign
+from deskpilot.errors import ConfigError
 from deskpilot.logs import (
     ACCESS_LOGGER,
     JsonFormatter,
@@ -203,7 +204,12 @@ def app(settings: Settings, database: Database) -> FastAPI:
     def boom() -> None:
         raise RuntimeError(f"lost connection using {SECRETS['connector']}")
 
+    def misconfigured() -> None:
+        secret, webhook = SECRETS["secret_key"], SECRETS["webhook"]
+        raise ConfigError(f"cannot reach redis://:{secret}@broker:6379/0 with {webhook}")
+
     application.add_api_route("/boom", boom, include_in_schema=False)
+    application.add_api_route("/misconfigured", misconfigured, include_in_schema=False)
     return application
 
 
@@ -271,7 +277,9 @@ def test_error_responses_never_echo_a_secret(settings: Settings, app: FastAPI, d
                 headers=forged | {"Content-Type": "application/json"},
             ),
         ]
-    assert [r.status_code for r in responses] == [401, 401, 401]
+        responses.append(client.get("/misconfigured"))
+    assert [r.status_code for r in responses] == [401, 401, 401, 500]
+    assert "cannot reach redis://" in responses[-1].text  # the message survives, its secrets do not
     signature = forged["X-Deskpilot-Signature"].split("=", 1)[1]
     for response in responses:
         for secret in [*SECRETS.values(), wrong_key, "guessed-metrics-token", signature]:
@@ -288,10 +296,19 @@ def test_serve_log_json_hands_uvicorn_our_logging(tmp_path: Path, monkeypatch: p
     from deskpilot.cli import app as cli
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: calls.append(kwargs))
+
+    def run(application: object, **kwargs: Any) -> None:
+        root = logging.getLogger()
+        kwargs["json_handlers"] = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
+        kwargs["root_level"] = root.level
+        kwargs["uvicorn_access_disabled"] = logging.getLogger("uvicorn.access").disabled
+        calls.append(kwargs)
+
+    monkeypatch.setattr(uvicorn, "run", run)
     monkeypatch.setenv("DESKPILOT_HOME", str(tmp_path))
     monkeypatch.setenv("DESKPILOT_ENV", "development")
     monkeypatch.delenv("DESKPILOT_DATABASE_URL", raising=False)
+    before = list(logging.getLogger().handlers)
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(cli, ["serve", "--log-json", "--log-level", "warning"])
@@ -300,7 +317,54 @@ def test_serve_log_json_hands_uvicorn_our_logging(tmp_path: Path, monkeypatch: p
     assert result.exit_code == 0, result.output
     (kwargs,) = calls
     assert kwargs["log_config"] is None and kwargs["access_log"] is False and kwargs["log_level"] == "warning"
-    root = logging.getLogger()
-    ours = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
-    assert len(ours) == 1 and root.level == logging.WARNING
-    assert logging.getLogger("uvicorn.access").disabled
+    assert len(kwargs["json_handlers"]) == 1 and kwargs["root_level"] == logging.WARNING
+    assert kwargs["uvicorn_access_disabled"]
+    # the command put the logging back as it found it (tests run commands in one process)
+    assert logging.getLogger().handlers == before
+    assert not logging.getLogger("uvicorn.access").disabled
+
+
+# --- stored errors and the terminal ----------------------------------------------------------
+
+
+def test_a_failed_jobs_stored_error_carries_no_secret(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deskpilot.jobs.context import WorkerContext
+    from deskpilot.jobs.runner import HANDLERS, run_one
+    from deskpilot.store import get_or_create_tenant
+    from deskpilot.store import queue as store_queue
+    from deskpilot.store.models import JobRecord
+
+    def leaky(context: object, run: object) -> None:
+        url = f"https://desk.example/api?api_key={SECRETS['connector']}"
+        raise RuntimeError(f"HTTP 401 from {url} for jane@example.com")
+
+    monkeypatch.setitem(HANDLERS, "leaky", leaky)
+    configured = settings.model_copy(update={"redact_pii": True, "job_backoff_s": 0.0})
+    stream = io.StringIO()
+    configure_logging(configured, json_format=True, stream=stream)
+    with database.session() as session:
+        tenant = get_or_create_tenant(session, "acme")
+        job_id = store_queue.enqueue(session, tenant.id, "leaky", {})
+    context = WorkerContext.build(configured, database)
+    try:
+        assert run_one(context, "test-worker") == job_id
+    finally:
+        context.close()
+    with database.session() as session:
+        job = session.get(JobRecord, job_id)
+        assert job is not None and job.last_error is not None
+        stored = job.last_error
+    assert SECRETS["connector"] not in stored and "jane@example.com" not in stored
+    assert "HTTP 401" in stored and "[email]" in stored
+    assert SECRETS["connector"] not in stream.getvalue()
+    assert any(entry.get("job_id") == job_id for entry in lines(stream))
+
+
+def test_cli_messages_mask_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    from deskpilot.cli import say
+
+    say(f"could not reach the broker with {SLACK_TOKEN} and Authorization: Bearer {API_KEY_SHAPED}")
+    err = capsys.readouterr().err
+    assert SLACK_TOKEN not in err and API_KEY_SHAPED not in err and "could not reach" in err

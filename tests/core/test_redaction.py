@@ -117,8 +117,18 @@ def test_credential_shapes_are_masked(text: str, secret: str) -> None:
     assert MASK in masked
 
 
-def test_masking_keeps_ordinary_text() -> None:
-    text = "GET /v1/classify 200 in 3.2 ms for tenant acme (request id abc123)"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /v1/classify 200 in 3.2 ms for tenant acme (request id abc123)",
+        "missing API key: send 'Authorization: Bearer <key>'",
+        "set DESKPILOT_METRICS_TOKEN and send it as Authorization: Bearer <token>",
+        "the Authorization header must be 'Bearer <key>'",
+        "GET /hook?token={token}",
+        "Authorization: [redacted]",
+    ],
+)
+def test_masking_keeps_ordinary_text_and_placeholders(text: str) -> None:
     assert mask_secrets(text) == text
 
 
