@@ -30,8 +30,14 @@ from deskpilot.errors import AdapterNotFoundError, InputDataError
 # adapters that only ever seed other adapters (deskpilot adapt): promoting one is a mistake
 UNSERVED_KINDS = frozenset({"domain"})
 
+# ASCII only ([0-9], not \\d, which also matches other scripts' digits); used with fullmatch
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-VERSION_RE = re.compile(r"^v(\d{1,6})$")
+VERSION_RE = re.compile(r"^v([0-9]{1,6})$")
+# weights that load by unpickling: never served, whatever else the folder holds
+PICKLE_SUFFIXES = frozenset(
+    {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".npy", ".npz"}
+)
+WEIGHTS = "adapter_model.safetensors"
 CARD = "card.json"
 CHAMPION = "champion.json"
 TRAIN_ROWS = "train.jsonl"
@@ -40,12 +46,31 @@ HOLDOUT = "holdout.jsonl"
 
 def check_name(kind: str, value: str) -> str:
     """Tenant and task names become folder names: allow no path tricks."""
-    if not NAME_RE.fullmatch(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise InputDataError(
-            f"invalid {kind} name '{value}'",
+            f"invalid {kind} name {str(value)[:80]!r}",
             hint="use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit",
         )
     return value
+
+
+def check_folder(path: Path) -> None:
+    """Only safetensors weights: refuse a version folder holding pickle files or lacking weights."""
+    if not path.is_dir():
+        raise AdapterNotFoundError(f"no adapter folder {path.name} ({path.parent.name})")
+    unsafe = sorted(
+        str(p.relative_to(path))
+        for p in path.rglob("*")
+        if p.suffix.lower() in PICKLE_SUFFIXES or p.is_symlink()
+    )
+    if unsafe:
+        raise InputDataError(
+            f"adapter {path.parent.name}/{path.name} holds files that are not safetensors or JSON: "
+            f"{', '.join(unsafe[:5])}; refusing to load it",
+            hint="adapters load only from safetensors; remove those files or re-register the adapter",
+        )
+    if not (path / WEIGHTS).is_file():
+        raise AdapterNotFoundError(f"adapter {path.parent.name}/{path.name} has no {WEIGHTS}")
 
 
 @dataclass
@@ -75,6 +100,42 @@ class AdapterCard:
     def from_dict(cls, data: dict[str, Any]) -> AdapterCard:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _json_object(data: bytes, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise InputDataError(f"{name} is not UTF-8 JSON") from None
+    if not isinstance(value, dict):
+        raise InputDataError(f"{name} must be a JSON object")
+    return value
+
+
+def _uploaded_card(data: dict[str, Any], tenant: str, task: str) -> AdapterCard:
+    """The card of an upload, checked field by field; tenant and version are the server's."""
+    if data.get("task") != task:
+        raise InputDataError(f"card.json names task {str(data.get('task'))[:80]!r}, not {task!r}")
+    kind, base, labels = data.get("kind"), data.get("base_model"), data.get("labels")
+    if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", kind):
+        raise InputDataError("card.json: kind must be a name such as 'classifier'")
+    if not isinstance(base, str) or not 0 < len(base) <= 500:
+        raise InputDataError("card.json: base_model must be a non-empty string")
+    if not isinstance(labels, list) or not all(isinstance(x, str) and 0 < len(x) <= 200 for x in labels):
+        raise InputDataError("card.json: labels must be a list of strings")
+    for key in ("metrics", "recipe", "calibration", "thresholds", "extra"):
+        if not isinstance(data.get(key, {}), dict):
+            raise InputDataError(f"card.json: {key} must be a JSON object")
+    for key in ("data_hash", "created_at"):
+        if not isinstance(data.get(key, ""), str):
+            raise InputDataError(f"card.json: {key} must be a string")
+    for key in ("n_train", "train_seconds"):
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputDataError(f"card.json: {key} must be a number")
+    card = AdapterCard.from_dict({**data, "tenant": tenant, "version": "", "created_at": ""})
+    card.extra = {**card.extra, "uploaded": True}
+    return card
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -126,9 +187,21 @@ class Registry:
         return self.root / check_name("tenant", tenant) / check_name("task", task)
 
     def path(self, tenant: str, task: str, version: str) -> Path:
-        if not VERSION_RE.fullmatch(version):
-            raise InputDataError(f"invalid version '{version}'", hint="versions look like v1, v2, ...")
+        if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
+            raise InputDataError(
+                f"invalid version {str(version)[:80]!r}", hint="versions look like v1, v2, ..."
+            )
         return self.task_dir(tenant, task) / version
+
+    def load_path(self, tenant: str, task: str, version: str) -> Path:
+        """The folder to load a version from, refused if it holds any pickle-format weights.
+
+        PEFT falls back to ``adapter_model.bin`` (``torch.load``) when the safetensors file is
+        missing; a folder with such a file is refused outright, before anything reads it.
+        """
+        path = self.path(tenant, task, version)
+        check_folder(path)
+        return path
 
     def tenants(self) -> list[str]:
         if not self.root.is_dir():
@@ -212,6 +285,34 @@ class Registry:
         if promote or (promote is None and self.champion_version(card.tenant, card.task) is None):
             self.promote(card.tenant, card.task, card.version)
         return card
+
+    def register_upload(self, tenant: str, task: str, files: dict[str, bytes]) -> AdapterCard:
+        """Register uploaded files as a new candidate version (never promoted by the upload).
+
+        Only the known file names are accepted; the weights must be valid safetensors (header
+        checked, nothing loaded) and the card must name this task.
+        """
+        from deskpilot.adapters.signing import OPTIONAL_FILES, SIGNED_FILES, adapter_digest, check_safetensors
+
+        check_name("tenant", tenant)
+        check_name("task", task)
+        adapter_digest(files)  # exactly the known names
+        for name in (WEIGHTS, *OPTIONAL_FILES):
+            if name in files:
+                check_safetensors(files[name])
+        config = _json_object(files["adapter_config.json"], "adapter_config.json")
+        if config.get("peft_type") != "LORA":
+            raise InputDataError('adapter_config.json: "peft_type" must be "LORA"')
+        card = _uploaded_card(_json_object(files[CARD], CARD), tenant, task)
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".upload-"))
+        try:
+            for name in (*SIGNED_FILES, *OPTIONAL_FILES):
+                if name in files and name != CARD:
+                    (staging / name).write_bytes(files[name])
+            return self.register(staging, card, promote=False)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def promote(self, tenant: str, task: str, version: str) -> None:
         path = self.path(tenant, task, version)

@@ -523,7 +523,7 @@ class Engine:
         """Attach (unless already) and evict least recently used adapters beyond the bound."""
         if not attached:
             c = head.card
-            head.backend = base.attach(head.key, self.registry.path(c.tenant, c.task, c.version))
+            head.backend = base.attach(head.key, self.registry.load_path(c.tenant, c.task, c.version))
         base.resident[head.key] = head
         base.resident.move_to_end(head.key)
         while len(base.resident) > self.max_resident:
@@ -533,7 +533,7 @@ class Engine:
     def _load(self, card: AdapterCard, key: str, base: _Base) -> _Head:
         from safetensors.torch import load_file
 
-        path = self.registry.path(card.tenant, card.task, card.version)
+        path = self.registry.load_path(card.tenant, card.task, card.version)
         if not (path / "adapter_model.safetensors").is_file() or not (path / HEAD_FILE).is_file():
             raise AdapterNotFoundError(f"adapter {card.task} {card.version} is missing its safetensors files")
         backend = base.attach(key, path)

@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     # adapter uploads (POST /v1/adapters/{task}) must be signed with the tenant's key: a JSON
     # object tenant -> secret (`deskpilot adapters sign DIR --tenant T` prints the signature)
     adapter_signing_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    adapter_upload_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
 
     # jobs
     queue_backend: Literal["embedded", "celery"] = "embedded"

@@ -83,6 +83,7 @@ def create_app(
         larger={
             r"/v1/documents": documents_max,
             r"/webhooks/[^/]+/email": settings.doc_max_bytes + 64 * 1024,
+            r"/v1/adapters/[^/]+": settings.adapter_upload_max_bytes * 4 + 64 * 1024,  # 4 files at most
         },
     )
     app.add_middleware(AccessMiddleware, metrics=app.state.metrics)  # sees 413s too

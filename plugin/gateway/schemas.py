@@ -9,15 +9,23 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 
 from deskpilot.types import AdapterSummary, Prediction
 
-# Task names and versions end up in registry paths: no slashes, no leading dot.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,99}")
+# Task names and versions end up in registry paths: the registry's own rules (adapters/registry.py),
+# ASCII only ([0-9], never \d, which matches other scripts' digits too).
+TASK_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
+VERSION_PATTERN = r"v[0-9]{1,6}"
+_NAMES = {
+    "task": (
+        re.compile(TASK_PATTERN),
+        "1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+    ),
+    "version": (re.compile(VERSION_PATTERN), "'v' and a number, e.g. v3"),
+}
 
 
 def _check_name(value: str | None, what: str) -> str | None:
-    if value is not None and not _NAME.fullmatch(value):
-        raise ValueError(
-            f"{what} must be 1-100 characters: letters, digits and . _ : + -, starting with a letter or digit"
-        )
+    pattern, rule = _NAMES["version" if what == "version" else "task"]
+    if value is not None and not pattern.fullmatch(value):
+        raise ValueError(f"{what} must be {rule}")
     return value
 
 

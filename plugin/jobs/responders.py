@@ -84,7 +84,7 @@ class ResponderService:
                 f"the adapter for task {task!r} is a {card.kind}, not a responder",
                 hint="train one with `deskpilot train responder --task NAME`, or name another task",
             )
-        return card, registry.path(tenant, task, card.version)
+        return card, registry.load_path(tenant, task, card.version)  # refuses pickle files
 
     def responder(self, tenant: str, task: str | None = None) -> tuple[Responder, str | None]:
         """The tenant's responder for ``task`` (its champion adapter) and that adapter's version.

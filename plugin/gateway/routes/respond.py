@@ -26,6 +26,7 @@ from deskpilot.gateway.deps import (
     require_json_body,
 )
 from deskpilot.gateway.errors import error_responses
+from deskpilot.gateway.schemas import TASK_PATTERN
 from deskpilot.jobs.responders import ResponderService
 from deskpilot.store import Database, Principal
 from deskpilot.store.workflow import decisions_for, get_ticket, ticket_of
@@ -48,7 +49,11 @@ class RespondIn(BaseModel):
     ticket_id: int | None = Field(default=None, ge=1, description="A stored ticket (send this or the text)")
     subject: str = Field(default="", max_length=1000)
     body: str = Field(default="", description="The ticket's text (send this or ticket_id)")
-    task: str | None = Field(default=None, description="Responder task; default DESKPILOT_RESPONDER_TASK")
+    task: str | None = Field(
+        default=None,
+        pattern=f"^{TASK_PATTERN}$",
+        description="Responder task; default DESKPILOT_RESPONDER_TASK",
+    )
     label: str | None = Field(
         default=None, max_length=200, description="The routed class, to prefer examples of that class"
     )
