@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ TARGETS = {
     "latency_p50_ms": 3.0,  # <=
     "rss_50_over_1": 1.3,  # rss_50_adapters_mb / rss_1_adapter_mb <=
     "mixed_over_single": 0.7,  # mixed_adapters_texts_per_s / single_adapter_texts_per_s >=
+    "onnx_int8_loss_points": 0.5,  # (accuracy_onnx_fp32 - accuracy_onnx_int8) * 100 <= (optional export)
 }
 REFERENCE = [
     "measured before on this machine kind: pipeline batch 1: 106 texts/s, batch 32: 251 texts/s; "
@@ -78,6 +80,7 @@ class ServeConfig:
     threads: int | None = None
     bf16: str = "auto"
     seed: int = 0
+    onnx: bool = True  # also ONNX Runtime fp32 / int8 (merged adapter), when onnxruntime is installed
 
     def __post_init__(self) -> None:
         if self.adapters < 1 or self.repeats < 1 or self.latency_texts < 1:
@@ -393,8 +396,13 @@ def checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "latency_p50_ms": f["latency_p50_ms"],
         "rss_50_over_1": ratio("rss_50_adapters_mb", "rss_1_adapter_mb"),
         "mixed_over_single": ratio("mixed_adapters_texts_per_s", "single_adapter_texts_per_s"),
+        "onnx_int8_loss_points": (
+            round((f["accuracy_onnx_fp32"] - f["accuracy_onnx_int8"]) * 100, 3)
+            if f.get("accuracy_onnx_int8") is not None
+            else None
+        ),
     }
-    at_most = {"accuracy_delta_points", "latency_p50_ms", "rss_50_over_1"}
+    at_most = {"accuracy_delta_points", "latency_p50_ms", "rss_50_over_1", "onnx_int8_loss_points"}
     out = {}
     for name, target in TARGETS.items():
         value = values[name]
@@ -459,6 +467,51 @@ def _measure_engine(
     return figures, engine.describe()
 
 
+def _onnx_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _measure_onnx(
+    adapter_dir: Path, card: Any, texts: Sequence[str], labels: Sequence[str], cfg: ServeConfig, threads: int
+) -> dict[str, Any]:
+    """The adapter exported merged to ONNX (in a temporary copy), fp32 and dynamic int8.
+
+    int8 is checked on the adapter's own training rows (a sample), as `deskpilot adapters
+    export-onnx` does, and then measured on the benchmark texts like the others.
+    """
+    import random
+    import shutil
+
+    from deskpilot.adapters.onnx_export import OnnxClassifier, export_onnx
+    from deskpilot.adapters.registry import TRAIN_ROWS, read_rows_file
+
+    with tempfile.TemporaryDirectory(prefix="deskpilot-bench-onnx-") as tmp:
+        folder = Path(tmp) / "adapter"
+        shutil.copytree(adapter_dir, folder)
+        check: list[str] = []
+        if (folder / TRAIN_ROWS).is_file():
+            rows = read_rows_file(folder / TRAIN_ROWS)[0]
+            check = [rows[i] for i in random.Random(cfg.seed).sample(range(len(rows)), min(2000, len(rows)))]
+        report = export_onnx(folder, card, check_texts=check)
+        figures: dict[str, Any] = {
+            "onnx_int8_check_loss_points": report.int8_loss_points,
+            "onnx_int8_check_ok": report.int8_ok,
+        }
+        for name, int8 in (("fp32", False), ("int8", True)):
+            model = OnnxClassifier(folder, card, int8=int8, unchecked=True, threads=threads)
+            _onnx_labels(model, texts[:64])  # warm-up
+            seconds, predicted = _best(partial(_onnx_labels, model, texts), cfg.repeats)
+            figures[f"onnx_{name}_texts_per_s"] = round(len(texts) / seconds, 1)
+            figures[f"accuracy_onnx_{name}"] = round(_accuracy(predicted, labels), 6)
+    return figures
+
+
+def _onnx_labels(model: Any, texts: Sequence[str]) -> list[str]:
+    return [label for label, _ in model.predict(texts)]
+
+
 def run_serve(
     registry_root: Path,
     tenant: str,
@@ -504,6 +557,15 @@ def run_serve(
         f"latency p50 {figures['latency_p50_ms']} ms, p95 {figures['latency_p95_ms']} ms"
     )
     gc.collect()
+    if cfg.onnx and _onnx_available():
+        say("onnx: exporting the merged adapter, fp32 and int8")
+        figures.update(_measure_onnx(adapter_dir, card, texts, labels, cfg, threads))
+        say(
+            f"onnx: fp32 {figures['onnx_fp32_texts_per_s']} texts/s, accuracy "
+            f"{figures['accuracy_onnx_fp32']:.4f}; int8 {figures['onnx_int8_texts_per_s']} texts/s, "
+            f"accuracy {figures['accuracy_onnx_int8']:.4f}"
+        )
+        gc.collect()
 
     # 3. N adapters in a fresh process: memory and mixed-adapter streams
     say(f"{cfg.adapters} adapters: cloning {task} {card.version} into a temporary registry")
@@ -580,12 +642,16 @@ KEYS = (
 )
 
 
+ONNX_KEYS = ("onnx_fp32_texts_per_s", "accuracy_onnx_fp32", "onnx_int8_texts_per_s", "accuracy_onnx_int8")
+
+
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     """The headline figures and requirement checks (for ``--json``)."""
     return {
         "bench": BENCH,
         "date": results["date"],
         **{k: results[k] for k in KEYS},
+        **{k: results.get(k) for k in ONNX_KEYS},
         "requirements": {k: v["met"] for k, v in results["requirements"].items()},
         "engine": results["engine"],
         "machine": {k: results["machine"].get(k) for k in ("cpu", "usable_cores", "torch_threads")},
@@ -677,6 +743,7 @@ def render_serve(results: dict[str, Any]) -> str:
                 mark("mixed_over_single"),
             ]
         ),
+        *_onnx_rows(results, value("onnx_int8_loss_points"), mark("onnx_int8_loss_points")),
         "",
         "How: the pipeline runs the adapter merged into the encoder (PEFT `merge_and_unload`) "
         "behind a small `PreTrainedModel` that pools and classifies as deskpilot does. Latency is "
@@ -690,6 +757,22 @@ def render_serve(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _onnx_rows(results: dict[str, Any], loss: Any, met: str) -> list[str]:
+    if results.get("onnx_int8_texts_per_s") is None:
+        return []
+    return [
+        _row(
+            [
+                "optional: ONNX Runtime, merged adapter, fp32 / int8 (`adapters export-onnx`)",
+                f"{results['onnx_fp32_texts_per_s']:.0f} / {results['onnx_int8_texts_per_s']:.0f} texts/s; "
+                f"{100 * results['accuracy_onnx_fp32']:.2f} / {100 * results['accuracy_onnx_int8']:.2f} %",
+                f"int8 loses {loss} points (<= 0.5)",
+                met,
+            ]
+        )
+    ]
 
 
 # --- an adapter to benchmark ----------------------------------------------------------------
