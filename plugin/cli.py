@@ -31,6 +31,7 @@ from deskpilot.cli_respond import register as register_respond_commands
 from deskpilot.cli_retrain import record_champion_change
 from deskpilot.cli_retrain import register as register_retrain
 from deskpilot.cli_security import register as register_security_commands
+from deskpilot.cli_users import register as register_users_commands
 from deskpilot.config import Settings, get_settings
 from deskpilot.errors import DeskpilotError
 
@@ -1086,6 +1087,7 @@ register_jobs_commands(app)  # `deskpilot worker` and `deskpilot jobs ...` (cli_
 register_connectors_commands(app)  # `deskpilot connectors list` (cli_connectors.py)
 register_respond_commands(train_app, evaluate_app, bench_app)  # responders (cli_respond.py)
 register_documents_commands(app, bench_app)  # classify-docs, bench documents (cli_documents.py)
+register_users_commands(app)  # `deskpilot users ...`: console sign-ins (cli_users.py)
 
 
 def main() -> None:
