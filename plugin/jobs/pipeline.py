@@ -42,11 +42,19 @@ def no_policy(
     )
 
 
-def _explanation(prediction: Prediction, similar: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _explanation(
+    prediction: Prediction, similar: list[dict[str, Any]] | None, *, pii: bool = False
+) -> dict[str, Any]:
+    """What is stored beside the decision. The similar tickets are other people's words: shown in
+    the API and the console, so secrets are masked and, with ``redact_pii``, personal data too."""
+    shown = [
+        {**row, "text": scrub(row["text"], pii=pii)} if isinstance(row.get("text"), str) else row
+        for row in similar or []
+    ]
     return {
         "alternatives": [{"label": a.label, "score": round(a.score, 4)} for a in prediction.alternatives],
         "reason": prediction.reason,
-        "similar": similar or [],
+        "similar": shown,
     }
 
 
@@ -177,7 +185,7 @@ def process_ticket(context: WorkerContext, run: JobRun) -> None:
             continue
         prediction, similar = answer
         predictions[task] = prediction
-        explanations[task] = _explanation(prediction, similar)
+        explanations[task] = _explanation(prediction, similar, pii=context.settings.redact_pii)
     decisions = route(policy, ticket, predictions)
     draft = _draft(context, tenant, policy, decisions, ticket.text)
     planned = plan_actions(

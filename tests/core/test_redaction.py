@@ -179,3 +179,56 @@ def test_preview_always_masks_secrets_and_cuts(tmp_path: Path) -> None:
     out = preview(text, Settings(env="test", home=tmp_path), limit=40)
     assert "AbCdEfGhIj" not in out
     assert len(out) == 40 and out.endswith("…")
+
+
+# --- stored snippets: the similar tickets kept beside a decision -----------------------------
+
+POLICY = """\
+version: 1
+systems:
+  helpdesk: {connector: generic, url: "http://127.0.0.1:9/", credentials: helpdesk}
+tasks:
+  queue:
+    destinations:
+      billing: {system: helpdesk, queue: billing-team}
+triage: {system: helpdesk, queue: triage}
+"""
+
+
+@pytest.mark.parametrize("redact_pii", [False, True])
+def test_similar_ticket_snippets_are_stored_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redact_pii: bool
+) -> None:
+    from support.workflow_harness import KeywordPredictor, Keywords, Workflow, run_workflow
+
+    from deskpilot.store import create_api_key
+
+    similar_text = "refund to DE89 3704 0044 0532 0130 00 for jane@example.com, key dpk_AbCdEfGhIjKlMnOpQrSt"
+
+    class WithSimilar(KeywordPredictor):
+        def similar(self, tenant: str, task: str, text: str, k: int = 3) -> list[dict[str, object]]:
+            return [{"text": similar_text, "label": "billing", "score": 0.93}]
+
+    predictor = WithSimilar({"queue": Keywords({"invoice": "billing"}, "other", ("billing", "other"))})
+    with run_workflow(
+        tmp_path,
+        monkeypatch,
+        predictor,
+        make=Workflow,
+        policy=POLICY,
+        connector_secrets={"helpdesk": "t"},
+        redact_pii=redact_pii,
+    ) as flow:
+        with flow.database.session() as session:
+            _, key = create_api_key(session, "acme", "ci")
+        headers = {"Authorization": f"Bearer {key}"}
+        created = flow.http.post("/v1/tickets", json={"subject": "s", "body": "invoice"}, headers=headers)
+        flow.run_jobs()
+        ticket = flow.http.get(f"/v1/tickets/{created.json()['ticket_id']}", headers=headers).json()
+    (decision,) = ticket["decisions"]
+    (shown,) = decision["explanation"]["similar"]
+    assert "AbCdEfGhIj" not in shown["text"]  # a secret: always masked
+    if redact_pii:
+        assert shown["text"] == "refund to [iban] for [email], key dpk_[redacted]"
+    else:
+        assert "jane@example.com" in shown["text"] and "DE89 3704" in shown["text"]
