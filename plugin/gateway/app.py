@@ -24,6 +24,7 @@ from deskpilot.errors import DeskpilotError
 from deskpilot.gateway.errors import ServiceUnavailableError, install_error_handlers
 from deskpilot.gateway.metrics import GatewayMetrics
 from deskpilot.gateway.middleware import AccessMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
+from deskpilot.gateway.openapi import declare_error_responses
 from deskpilot.gateway.ratelimit import RateLimiter
 from deskpilot.gateway.routes import routers
 from deskpilot.gateway.routes.respond import get_responders_of
@@ -76,6 +77,7 @@ def create_app(
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
+    declare_error_responses(app)  # /openapi.json lists the errors each operation can answer
     documents_max = settings.doc_max_bytes * settings.doc_max_files + 64 * 1024  # + multipart framing
     app.add_middleware(
         BodySizeLimitMiddleware,

@@ -198,7 +198,14 @@ def get_document_route(
 @router.get(
     "/v1/documents/{document_id}/original",
     summary="The file as it was received",
-    responses=error_responses(401, 403, 404),
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The original bytes, with the media type they were received as",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **error_responses(401, 403, 404),
+    },
 )
 def get_original_route(
     document_id: DocumentId, principal: ReadPrincipal, database: DatabaseDep, settings: SettingsDep

@@ -143,7 +143,7 @@ def _idempotency_key(value: str | None) -> str | None:
     description=POST_DESCRIPTION,
     status_code=202,
     response_model=TicketAccepted,
-    responses=error_responses(400, 401, 403, 413, 415, 422, 500, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 500, 503),
     dependencies=[Depends(require_json_body)],
 )
 async def create_ticket(
