@@ -144,5 +144,5 @@ def line_chart(series: dict[str, Sequence[tuple[date, float | None]]], title: st
             f'<text class="legend s{index}" x="{_PAD + 6}" y="{_PAD + 14 + 14 * index}">{escape(name)}</text>'
         )
         desc.append(f"{name}: " + ", ".join(f"{d.isoformat()} {v:.2f}" for d, v in points if v is not None))
-    x_label = f"{days[0].isoformat()} … {days[-1].isoformat()}"
+    x_label = days[0].isoformat() if len(days) == 1 else f"{days[0].isoformat()} … {days[-1].isoformat()}"
     return _frame(title, "; ".join(desc), "".join(body), x_label, y_label, x_ticks=False)
