@@ -31,6 +31,7 @@ ACCESS_LOGGER = "deskpilot.access"
 _HANDLER_MARK = "_deskpilot_handler"
 # what a LogRecord carries by itself; anything else came in ``extra=`` and goes into the JSON
 _STANDARD = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+_DROPPED = frozenset({"color_message"})  # uvicorn's ANSI-coloured copy of the message
 
 
 @dataclass(slots=True)
@@ -127,7 +128,7 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update(_context_fields(record))
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_") and key not in entry:
+            if key not in _STANDARD and key not in _DROPPED and not key.startswith("_") and key not in entry:
                 entry[key] = value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -238,6 +239,6 @@ def configure_logging(
     access.handlers.clear()
     access.propagate = False
     access.disabled = True
-    for noisy in ("httpx", "httpcore", "urllib3", "multipart"):
+    for noisy in ("httpx", "httpcore", "urllib3", "multipart", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler

@@ -14,7 +14,7 @@ Three kinds of figures:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
@@ -34,7 +34,7 @@ JOB_STATES = ("queued", "running", "done", "dead")
 UNMATCHED_ROUTE = "<unmatched>"
 
 
-def route_template(scope: dict[str, Any]) -> str:
+def route_template(scope: Mapping[str, Any]) -> str:
     """The path template the router matched (``/v1/tickets/{ticket_id}``), or ``<unmatched>``."""
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)

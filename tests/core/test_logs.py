@@ -73,7 +73,7 @@ def test_json_lines_carry_time_level_logger_message_and_context(settings: Settin
     stream = io.StringIO()
     configure_logging(settings, json_format=True, level="debug", stream=stream)
     log = logging.getLogger("deskpilot.test")
-    log.info("outside a request")
+    log.info("outside a request", extra={"color_message": "\x1b[36moutside\x1b[0m"})  # as uvicorn does
     token = bind_request("rid-123")
     try:
         bind_tenant("acme")
