@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from console_support import Seeded, page_csrf, sign_in
+from console_support import Seeded, enter, page_csrf
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -22,7 +22,7 @@ def _new_feedback(html: str) -> int:
 
 
 def test_models_page_shows_versions_classes_and_reliability(client: TestClient, seeded: Seeded) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     page = client.get("/console/models")
     assert page.status_code == 200
     text = page.text
@@ -39,7 +39,7 @@ def test_models_page_shows_versions_classes_and_reliability(client: TestClient, 
 
 
 def test_agents_see_no_buttons_and_get_403(client: TestClient, seeded: Seeded, settings: Settings) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     page = client.get("/console/models")
     assert "Promote v2" not in page.text and "Roll back" not in page.text and "Retrain" not in page.text
     csrf = page_csrf(client, "/console/models")
@@ -53,7 +53,7 @@ def test_agents_see_no_buttons_and_get_403(client: TestClient, seeded: Seeded, s
 def test_a_lead_promotes_and_rolls_back(
     client: TestClient, seeded: Seeded, settings: Settings, database: Database
 ) -> None:
-    sign_in(client, "lead")
+    enter(client, "lead")
     page = client.get("/console/models")
     assert "Promote v2" in page.text
     csrf = page_csrf(client, "/console/models")
@@ -83,7 +83,7 @@ def test_a_lead_promotes_and_rolls_back(
 def test_promoting_an_unknown_version_changes_nothing(
     client: TestClient, seeded: Seeded, settings: Settings, version: str, status: int
 ) -> None:
-    sign_in(client, "admin")
+    enter(client, "admin")
     csrf = page_csrf(client, "/console/models")
     response = client.post("/console/models/intent/promote", data={"csrf_token": csrf, "version": version})
     assert response.status_code == status
@@ -93,7 +93,7 @@ def test_promoting_an_unknown_version_changes_nothing(
 def test_another_tenant_cannot_touch_acmes_models(
     client: TestClient, seeded: Seeded, settings: Settings
 ) -> None:
-    sign_in(client, "globex")  # an agent of globex; make it a lead to pass the role check
+    enter(client, "globex")  # an agent of globex; make it a lead to pass the role check
     from deskpilot.store.users import set_role
 
     database: Database = client.app.state.database  # type: ignore[attr-defined]
@@ -111,7 +111,7 @@ def test_another_tenant_cannot_touch_acmes_models(
 def test_retrain_queues_one_job_and_its_status_is_polled(
     client: TestClient, seeded: Seeded, database: Database
 ) -> None:
-    sign_in(client, "lead")
+    enter(client, "lead")
     csrf = page_csrf(client, "/console/models")
     first = client.post("/console/models/intent/retrain", data={"csrf_token": csrf}, follow_redirects=False)
     second = client.post("/console/models/intent/retrain", data={"csrf_token": csrf}, follow_redirects=False)
@@ -128,7 +128,7 @@ def test_retrain_queues_one_job_and_its_status_is_polled(
     assert status.status_code == 200
     assert status.json()["state"] == "queued" and status.json()["kind"] == "retrain"
 
-    sign_in(client, "globex")
+    enter(client, "globex")
     other = client.get(f"/console/api/jobs/{job.id}")
     assert other.status_code == 404
     assert other.headers["content-type"].startswith("application/json")
@@ -141,7 +141,7 @@ def test_job_status_needs_a_session(client: TestClient, seeded: Seeded) -> None:
 
 
 def test_a_correction_counts_on_the_models_page(client: TestClient, seeded: Seeded) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     assert _new_feedback(client.get("/console/models").text) == 0
     ticket = seeded.tickets["Cannot log in"]
     client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from console_support import Seeded, page_csrf, sign_in
+from console_support import Seeded, enter, page_csrf
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -18,7 +18,7 @@ def _subjects(html: str) -> list[str]:
 
 
 def test_inbox_lists_the_tenants_tickets_newest_first(client: TestClient, seeded: Seeded) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     page = client.get("/console")
     assert page.status_code == 200
     subjects = _subjects(page.text)
@@ -46,7 +46,7 @@ def test_inbox_lists_the_tenants_tickets_newest_first(client: TestClient, seeded
     ],
 )
 def test_inbox_filters_and_search(client: TestClient, seeded: Seeded, query: str, expected: set[str]) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     page = client.get(f"/console?{query}")
     assert page.status_code == 200, page.text
     assert set(_subjects(page.text)) == expected
@@ -56,7 +56,7 @@ def test_inbox_filters_and_search(client: TestClient, seeded: Seeded, query: str
     "query", ["min=abc", "max=2", "from=yesterday", "state=lost", "kind=mail", "before=0"]
 )
 def test_bad_filters_are_a_422_page_not_a_crash(client: TestClient, seeded: Seeded, query: str) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     page = client.get(f"/console?{query}")
     assert page.status_code == 422
     assert page.headers["content-type"].startswith("text/html")
@@ -64,7 +64,7 @@ def test_bad_filters_are_a_422_page_not_a_crash(client: TestClient, seeded: Seed
 
 
 def test_ticket_page_shows_the_decision_and_why(client: TestClient, seeded: Seeded) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     page = client.get(f"/console/tickets/{seeded.tickets['VPN drops every hour']}")
     assert page.status_code == 200
     text = page.text
@@ -81,7 +81,7 @@ def test_ticket_page_shows_the_decision_and_why(client: TestClient, seeded: Seed
 def test_confirm_writes_the_same_feedback_row_as_the_api(
     client: TestClient, seeded: Seeded, database: Database
 ) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     ticket = seeded.tickets["VPN drops every hour"]
     response = client.post(
         f"/console/tickets/{ticket}/feedback",
@@ -113,7 +113,7 @@ def test_confirm_writes_the_same_feedback_row_as_the_api(
 
 
 def test_change_to_records_the_new_label(client: TestClient, seeded: Seeded, database: Database) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     ticket = seeded.tickets["Cannot log in"]
     response = client.post(
         f"/console/tickets/{ticket}/feedback",
@@ -145,7 +145,7 @@ def test_change_to_records_the_new_label(client: TestClient, seeded: Seeded, dat
 def test_bad_corrections_are_refused(
     client: TestClient, seeded: Seeded, database: Database, form: dict[str, str], status: int
 ) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     ticket = seeded.tickets["Cannot log in"]
     data = {"csrf_token": page_csrf(client), "decision_id": str(seeded.decisions["Cannot log in"]), **form}
     response = client.post(f"/console/tickets/{ticket}/feedback", data=data, follow_redirects=False)
@@ -157,7 +157,7 @@ def test_bad_corrections_are_refused(
 def test_another_tenants_ticket_and_decision_are_404(
     client: TestClient, seeded: Seeded, database: Database
 ) -> None:
-    sign_in(client, "globex")
+    enter(client, "globex")
     acme_ticket = seeded.tickets["VPN drops every hour"]
     assert client.get(f"/console/tickets/{acme_ticket}").status_code == 404
     csrf = page_csrf(client)
@@ -189,7 +189,7 @@ def test_another_tenants_ticket_and_decision_are_404(
 
 
 def test_unknown_console_page_is_an_html_404(client: TestClient, seeded: Seeded) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     page = client.get("/console/nowhere")
     assert page.status_code == 404
     assert page.headers["content-type"].startswith("text/html")
@@ -199,7 +199,7 @@ def test_unknown_console_page_is_an_html_404(client: TestClient, seeded: Seeded)
 def test_triage_orders_by_expected_gain_and_puts_near_duplicates_last(
     client: TestClient, seeded: Seeded
 ) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     page = client.get("/console/triage")
     assert page.status_code == 200
     subjects = _subjects(page.text)
@@ -220,7 +220,7 @@ def test_triage_orders_by_expected_gain_and_puts_near_duplicates_last(
 def test_a_triage_label_goes_back_to_the_queue_and_leaves_it(
     client: TestClient, seeded: Seeded, database: Database
 ) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     ticket = seeded.tickets["Refund please"]
     response = client.post(
         f"/console/tickets/{ticket}/feedback",
@@ -238,7 +238,7 @@ def test_a_triage_label_goes_back_to_the_queue_and_leaves_it(
 
 
 def test_usage_page_measures_accuracy_and_drift(client: TestClient, seeded: Seeded) -> None:
-    sign_in(client, "agent")
+    enter(client, "agent")
     csrf = page_csrf(client)
     for subject, action, label in (
         ("VPN drops every hour", "confirm", ""),
