@@ -21,7 +21,7 @@ from deskpilot.config import Settings
 from deskpilot.connectors.base import Inbound, connector_info, get_connector
 from deskpilot.errors import AuthError, InputDataError, NotFoundError
 from deskpilot.gateway.deps import DatabaseDep, JobNotifierDep, SettingsDep, db_session, notify_jobs
-from deskpilot.gateway.errors import error_responses
+from deskpilot.gateway.errors import UnsupportedMediaTypeError, error_responses
 from deskpilot.gateway.ratelimit import guard_client, limit_webhook
 from deskpilot.policy import PolicyStore
 from deskpilot.store import Database
@@ -34,6 +34,35 @@ router = APIRouter(tags=["webhooks"])
 
 _TENANT = re.compile(r"[a-z0-9_-]{1,63}")
 _SYSTEM = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+# What each built-in system sends (plugins check their own): anything else is a 415.
+_JSON = ("application/json",)
+_FORM = ("application/x-www-form-urlencoded",)
+_JSON_SYSTEMS = frozenset({"jira", "zendesk", "servicenow", "erpnext", "odoo"})
+
+
+def expected_media(system: str, route: str) -> tuple[str, ...] | None:
+    if system == "slack":
+        return _FORM if route in ("commands", "interactivity") else _JSON
+    return _JSON if system in _JSON_SYSTEMS else None
+
+
+def _require_media(request: Request, system: str, route: str, raw: bytes) -> None:
+    expected = expected_media(system, route)
+    if expected is None:
+        return
+    header = request.headers.get("content-type")
+    media = (header or "").split(";", 1)[0].strip().lower()
+    if header is None and not raw:
+        return
+    json_like = expected == _JSON and media.startswith("application/") and media.endswith("+json")
+    if media in expected or json_like:
+        return
+    shown = f"Content-Type {media[:80]!r}" if header is not None else "a body without a Content-Type"
+    raise UnsupportedMediaTypeError(
+        f"{shown} is not what {system} sends here", hint=f"send Content-Type: {expected[0]}"
+    )
 
 
 def _options(request: Request, tenant: str, system: str) -> dict[str, str]:
@@ -81,7 +110,7 @@ def _summary(events: Sequence[Event], accepted: Sequence[Accepted], inbound: Inb
         "connector's setup page. Answers at once; the work happens in the job queue."
     ),
     status_code=202,
-    responses=error_responses(401, 404, 413, 422, 500, 503),
+    responses=error_responses(401, 404, 413, 415, 422, 500, 503),
     dependencies=[Depends(guard_client)],
 )
 async def connector_webhook(
@@ -100,7 +129,7 @@ async def connector_webhook(
     "/webhooks/{tenant}/{system}/{route:path}",
     summary="A connector's webhook with a sub-path (Slack events/commands/interactivity, Odoo's token)",
     status_code=202,
-    responses=error_responses(401, 404, 413, 422, 500, 503),
+    responses=error_responses(401, 404, 413, 415, 422, 500, 503),
     dependencies=[Depends(guard_client)],
 )
 async def connector_webhook_route(
@@ -148,6 +177,7 @@ async def _dispatch(
         request.headers, raw, secret=secret, route=route, tolerance_s=settings.webhook_tolerance_s
     )
     await limit_webhook(request, tenant, system, route)  # authentic deliveries count
+    _require_media(request, system, route, raw)  # after the signature: strangers learn only 401
     inbound = connector.parse(tenant, route, request.headers, raw, _options(request, tenant, system))
     events = list(inbound.events)
     accepted = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from deskpilot.errors import ConflictError, NotFoundError
@@ -18,6 +18,7 @@ from deskpilot.gateway.deps import (
     ReadPrincipal,
     db_session,
     notify_jobs,
+    require_json_body,
 )
 from deskpilot.gateway.errors import ErrorResponse, error_responses
 from deskpilot.gateway.routes.tickets import actor_of
@@ -111,6 +112,7 @@ def _retry(database: Database, principal: Principal, job_id: int) -> JobOut:
         **error_responses(401, 403, 404, 422, 500, 503),
         409: {"model": ErrorResponse, "description": "The job is not dead, so there is nothing to retry"},
     },
+    dependencies=[Depends(require_json_body)],  # no body needed; any other body is a 415
 )
 async def retry_job(
     job_id: JobId,

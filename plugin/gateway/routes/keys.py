@@ -147,7 +147,8 @@ def _revoke(database: Database, principal: Principal, key_id: int) -> KeyOut:
     "/keys/{key_id}",
     summary="Revoke a key now (a rotated key's grace period ends too)",
     response_model=KeyOut,
-    responses=error_responses(401, 403, 404, 422, 429, 500, 503),
+    responses=error_responses(401, 403, 404, 415, 422, 429, 500, 503),
+    dependencies=[Depends(require_json_body)],  # no body needed; any other body is a 415
 )
 async def revoke_key(key_id: KeyId, principal: AdminPrincipal, database: DatabaseDep) -> KeyOut:
     return await run_in_threadpool(_revoke, database, principal, key_id)
