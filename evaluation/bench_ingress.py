@@ -224,6 +224,9 @@ def bench_env(home: Path, cfg: IngressConfig) -> dict[str, str]:
         DESKPILOT_WORKERS=str(cfg.workers),
         DESKPILOT_WEBHOOK_SECRETS=json.dumps({TENANT: WEBHOOK_SECRET}),
         DESKPILOT_CONNECTOR_SECRETS=json.dumps({"helpdesk": HELPDESK_TOKEN}),
+        # one source at full rate is what the per-source webhook limit stops: lifted for the run
+        DESKPILOT_RATE_LIMIT_WEBHOOK="0",
+        DESKPILOT_RATE_LIMIT_PER_KEY="0",
         TOKENIZERS_PARALLELISM="false",
     )
     if cfg.job_poll_s is not None:
