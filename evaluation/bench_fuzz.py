@@ -317,32 +317,30 @@ def _signable(body: Any) -> bytes | None:
         return None
 
 
-def _strategies(operations: Sequence[Any], cfg: FuzzConfig, ids: dict[str, list[Any]]) -> Any:
-    """One strategy over every operation: positive and negative branches, some with real ids.
+def _strategy(op: Any, cfg: FuzzConfig, ids: dict[str, list[Any]]) -> Any:
+    """An operation's requests: positive and negative branches, some with ids of real rows.
 
-    Each operation gets ten equal shares: negative ones by ``negative_share``, positive ones
-    for the rest, of which ``existing_id_share`` pin the path ids at rows that exist.
+    Ten equal shares: negative ones by ``negative_share``, positive ones for the rest, of which
+    ``existing_id_share`` pin the path ids at rows that exist (when the path has ids).
     """
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
 
-    branches: list[Any] = []
-    for op in operations:
-        names = re.findall(r"{(\w+)(?::\w+)?}", op.path)
-        pinned = {n: ids[n] for n in names if ids.get(n)}
-        negative = round(10 * cfg.negative_share)
-        existing = round(10 * cfg.existing_id_share) if pinned else 0
-        branches += [op.as_strategy(generation_mode=GenerationMode.NEGATIVE)] * negative
-        branches += [op.as_strategy(generation_mode=GenerationMode.POSITIVE)] * (10 - negative - existing)
-        if existing:
-            with_ids = st.one_of(
-                op.as_strategy(
-                    generation_mode=GenerationMode.POSITIVE,
-                    path_parameters={n: values[k % len(values)] for n, values in pinned.items()},
-                )
-                for k in range(max(len(v) for v in pinned.values()))
+    names = re.findall(r"{(\w+)(?::\w+)?}", op.path)
+    pinned = {n: ids[n] for n in names if ids.get(n)}
+    negative = round(10 * cfg.negative_share)
+    existing = round(10 * cfg.existing_id_share) if pinned else 0
+    branches = [op.as_strategy(generation_mode=GenerationMode.NEGATIVE)] * negative
+    branches += [op.as_strategy(generation_mode=GenerationMode.POSITIVE)] * (10 - negative - existing)
+    if existing:
+        with_ids = st.one_of(
+            op.as_strategy(
+                generation_mode=GenerationMode.POSITIVE,
+                path_parameters={n: values[k % len(values)] for n, values in pinned.items()},
             )
-            branches += [with_ids] * existing
+            for k in range(max(len(v) for v in pinned.values()))
+        )
+        branches += [with_ids] * existing
     return st.sampled_from(branches).flatmap(lambda strategy: strategy)
 
 
@@ -411,29 +409,40 @@ def fuzz(target: Target, cfg: FuzzConfig, *, progress: Progress | None = None) -
                 target.issue_keys()
             tick("fuzzing", outcome.cases, cfg.cases)
 
-        @hypothesis_seed(cfg.seed)
-        @settings(
-            max_examples=cfg.cases,
-            deadline=None,
-            database=None,
-            derandomize=False,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-        )
-        @given(case=_strategies(operations, cfg, target.ids), caller=who, sign_it=signed)
-        def run(case: Any, caller: str, sign_it: bool) -> None:
-            if outcome.cases < cfg.cases:
-                one(case, caller, sign_it)
+        def run_operation(op: Any, share: int, seed: int) -> None:
+            """Up to ``share`` requests for ``op`` (fewer when its space of requests runs dry)."""
+            sent = 0
+
+            @hypothesis_seed(seed)
+            @settings(
+                max_examples=share,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+                report_multiple_bugs=False,
+            )
+            @given(case=_strategy(op, cfg, target.ids), caller=who, sign_it=signed)
+            def run(case: Any, caller: str, sign_it: bool) -> None:
+                nonlocal sent
+                if sent < share:
+                    sent += 1
+                    one(case, caller, sign_it)
+
+            run()
 
         with warnings.catch_warnings(), _quiet("python_multipart", "multipart"):
             warnings.simplefilter("ignore")  # schemathesis/hypothesis chatter is not a finding
-            while outcome.cases < cfg.cases:  # hypothesis may stop early when a space runs dry
+            # Round robin, an even share each; what an operation cannot use goes to the next ones.
+            for attempt in range(5):
                 before = outcome.cases
-                run()
-                if outcome.cases == before:
+                for k, op in enumerate(operations):
+                    left = cfg.cases - outcome.cases
+                    if left <= 0:
+                        break
+                    run_operation(op, -(-left // (len(operations) - k)), cfg.seed * 1000 + attempt)
+                if outcome.cases in (before, cfg.cases):
                     break
-                cfg = FuzzConfig(**{**asdict(cfg), "seed": cfg.seed + 1})
     with contextlib.suppress(Exception):
         asgi.shutdown_lifespans()
     return outcome

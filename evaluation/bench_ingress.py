@@ -253,8 +253,14 @@ def _cli(env: dict[str, str], cwd: Path, *args: str, timeout: float = 1800) -> d
     return answer
 
 
-def train_models(home: Path, env: dict[str, str], cfg: IngressConfig, log: Log) -> dict[str, Any]:
-    """Train the demo ``queue`` and ``priority`` classifiers (linear probes) into ``home``."""
+def train_models(
+    home: Path,
+    env: dict[str, str],
+    cfg: IngressConfig,
+    log: Log,
+    tasks: Sequence[str] = ("queue", "priority"),
+) -> dict[str, Any]:
+    """Train the demo classifiers of ``tasks`` (linear probes) into ``home``."""
     rows = _generator().generate(cfg.train_rows, cfg.seed + 1)
     data = home / "train.csv"
     with data.open("w", encoding="utf-8", newline="") as fh:
@@ -262,7 +268,7 @@ def train_models(home: Path, env: dict[str, str], cfg: IngressConfig, log: Log) 
         writer.writeheader()
         writer.writerows(rows)
     trained = {}
-    for task in ("queue", "priority"):
+    for task in tasks:
         log(f"training the demo '{task}' classifier on {len(rows)} tickets (--preset fast)")
         answer = _cli(
             env, home, "train", "classifier", "--task", task, "--data", str(data),
