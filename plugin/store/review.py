@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from .documents import DOCUMENT_SOURCE
 from .models import DecisionRecord, DocumentRecord, FeedbackRecord, TicketRecord
 
 MAX_PAGE = 200
@@ -107,9 +108,9 @@ def _inbox_query(tenant_id: int, f: InboxFilters) -> Select[TicketRecord]:
     if f.source:
         query = query.where(TicketRecord.source == f.source)
     if f.kind == "document":
-        query = query.where(TicketRecord.source == "document")
+        query = query.where(TicketRecord.source == DOCUMENT_SOURCE)
     elif f.kind == "ticket":
-        query = query.where(TicketRecord.source != "document")
+        query = query.where(TicketRecord.source != DOCUMENT_SOURCE)
     if f.state:
         query = query.where(TicketRecord.state == f.state)
     if f.date_from:

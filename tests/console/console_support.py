@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from deskpilot.adapters.registry import AdapterCard, Registry
 from deskpilot.config import Settings
 from deskpilot.store import Database, get_or_create_tenant
-from deskpilot.store.models import ConsoleUser
+from deskpilot.store.models import ConsoleUser, DocumentRecord
 from deskpilot.store.users import hash_password
 from deskpilot.store.workflow import accept_ticket, get_ticket, record_decisions
 from deskpilot.types import Action, AdapterSummary, Alternative, Prediction, RouteDecision, Ticket
@@ -69,6 +69,7 @@ class Seeded:
     tickets: dict[str, int] = field(default_factory=dict)  # subject -> ticket id (acme)
     decisions: dict[str, int] = field(default_factory=dict)  # subject -> decision id (acme)
     globex_ticket: int = 0
+    document_ticket: int = 0
     globex_decision: int = 0
 
 
@@ -133,6 +134,34 @@ def _decide(
         return accepted.ticket_id, ids[0]
 
 
+def _document(database: Database, tenant: str) -> int:
+    """A received PDF: its ticket row (source ``document``) and its documents row, undecided."""
+    with database.session() as session:
+        accepted = accept_ticket(
+            session,
+            tenant,
+            Ticket(
+                subject="Invoice INV-77 from Initech",
+                body="Invoice INV-77 total 120.00 EUR",
+                source="document",
+            ),
+            delivery_id="doc-1",
+            actor="test",
+        )
+        session.add(
+            DocumentRecord(
+                tenant_id=_tenant_id(session, tenant),
+                ticket_id=accepted.ticket_id,
+                sha256="ab" * 32,
+                filename="inv-77.pdf",
+                media_type="application/pdf",
+                size=1234,
+                source="upload",
+            )
+        )
+        return accepted.ticket_id
+
+
 def _tenant_id(session: Any, tenant: str) -> int:
     from deskpilot.store import get_tenant
 
@@ -192,6 +221,7 @@ def seed(database: Database, settings: Settings) -> Seeded:
         ticket_id, decision_id = _decide(database, "acme", subject, body, label, score, abstained)
         seeded.tickets[subject] = ticket_id
         seeded.decisions[subject] = decision_id
+    seeded.document_ticket = _document(database, "acme")
     seeded.globex_ticket, seeded.globex_decision = _decide(
         database, "globex", "Globex payroll secret", "Payroll run failed", "billing", 0.9, False
     )

@@ -22,7 +22,8 @@ def test_inbox_lists_the_tenants_tickets_newest_first(client: TestClient, seeded
     page = client.get("/console")
     assert page.status_code == 200
     subjects = _subjects(page.text)
-    assert subjects[0] == "Refund please" and subjects[-1] == "VPN drops every hour"
+    assert subjects[0] == "Invoice INV-77 from Initech" and subjects[-1] == "VPN drops every hour"
+    assert "document: inv-77.pdf" in page.text and "not decided yet" in page.text
     assert "Globex payroll secret" not in page.text  # another tenant's ticket
     assert page.text.count('class="abstained"') == 4  # abstentions highlighted
     assert 'aria-label="confidence 0.93, threshold 0.50"' in page.text
@@ -33,14 +34,16 @@ def test_inbox_lists_the_tenants_tickets_newest_first(client: TestClient, seeded
     ("query", "expected"),
     [
         ("q=printer", {"Printer on floor 3", "Printer on floor 3 again"}),
-        ("q=INVOICE", {"Invoice 4411 is wrong"}),
+        ("q=INVOICE", {"Invoice 4411 is wrong", "Invoice INV-77 from Initech"}),
         ("q=100%25", set()),  # LIKE wildcards are searched for literally
         ("label=billing", {"Invoice 4411 is wrong", "Refund please"}),
         ("min=0.8&max=1", {"VPN drops every hour", "Invoice 4411 is wrong"}),
         ("min=&max=0.4", {"Printer on floor 3", "Printer on floor 3 again"}),
         ("abstained=1&label=other", {"Printer on floor 3", "Printer on floor 3 again"}),
         ("source=email&kind=ticket&state=routed", {"VPN drops every hour", "Invoice 4411 is wrong"}),
-        ("kind=document", set()),
+        ("state=received", {"Invoice INV-77 from Initech"}),
+        ("kind=document", {"Invoice INV-77 from Initech"}),
+        ("q=invoice&kind=ticket", {"Invoice 4411 is wrong"}),
         ("from=2000-01-01&to=2999-12-31&q=vpn", {"VPN drops every hour"}),
         ("to=2000-01-01", set()),
     ],
@@ -256,7 +259,7 @@ def test_usage_page_measures_accuracy_and_drift(client: TestClient, seeded: Seed
     page = client.get("/console/usage?days=30")
     assert page.status_code == 200
     text = page.text
-    assert re.search(r"<dt>Tickets</dt><dd>6</dd>", text)
+    assert re.search(r"<dt>Tickets</dt><dd>7</dd>", text)  # six tickets and a document
     assert re.search(r"<dt>Abstain rate</dt><dd>66.7%</dd>", text)
     assert re.search(r"Accuracy \(from 2 corrections\)</dt><dd>50.0%</dd>", text)
     # predicted shares: access 1, billing 2, network 1, other 2 of 6; training 40/30/20/10 of 100
