@@ -201,3 +201,15 @@ def test_production_cookies_are_secure(tmp_path: object, database: Database, see
         response = sign_in(client, "lead")
         assert response.status_code == 303
         assert "secure" in response.headers["set-cookie"].lower()
+
+
+def test_repeated_wrong_passwords_are_slowed_down(
+    settings: Settings, database: Database, seeded: Seeded
+) -> None:
+    limited = settings.model_copy(update={"rate_limit_auth_failures": "3/minute"})
+    with TestClient(create_app(limited, database=database)) as client:
+        statuses = [sign_in(client, "lead", password="not the password").status_code for _ in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        refused = sign_in(client, "lead")  # even the right password waits now
+        assert refused.status_code == 429
+        assert "Too many attempts" in refused.text and int(refused.headers["retry-after"]) >= 1

@@ -25,6 +25,7 @@ from deskpilot.adapters.registry import Registry
 from deskpilot.config import Settings
 from deskpilot.gateway import create_app
 from deskpilot.store import Database
+from deskpilot.store.models import JobRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -32,10 +33,10 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 pytestmark = pytest.mark.browser
 
 
-def _require_browser() -> Any:
+def _require_browser() -> tuple[Any, Any]:
     reason = None
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         reason = "playwright is not installed (pip install -e '.[dev]')"
     if reason is None and not CHROMIUM.exists():
@@ -44,7 +45,7 @@ def _require_browser() -> Any:
         if os.environ.get("DESKPILOT_REQUIRE_SERVICES") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-    return sync_playwright
+    return sync_playwright, expect
 
 
 def _free_port() -> int:
@@ -75,7 +76,7 @@ def server(settings: Settings, database: Database, seeded: Seeded) -> Iterator[s
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    sync_playwright = _require_browser()
+    sync_playwright, _ = _require_browser()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
@@ -97,13 +98,23 @@ def _sign_in(page: Any, base: str, who: str) -> None:
     page.wait_for_url(f"{base}/console")
 
 
+def _work_on(database: Database, job_id: int, **values: Any) -> None:
+    """What a worker writes to a retrain job's row as it goes."""
+    with database.session() as session:
+        job = session.get(JobRecord, job_id)
+        assert job is not None
+        for name, value in values.items():
+            setattr(job, name, value)
+
+
 def _feedback_count(page: Any) -> int:
     return int(page.get_by_test_id("feedback-new-intent").inner_text())
 
 
 def test_review_flow_in_chromium(
-    browser: Any, server: str, seeded: Seeded, settings: Settings, tmp_path: Path
+    browser: Any, server: str, seeded: Seeded, settings: Settings, database: Database, tmp_path: Path
 ) -> None:
+    _, expect = _require_browser()
     shots = screenshot_dir(tmp_path)
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
@@ -165,7 +176,23 @@ def test_review_flow_in_chromium(
     page.get_by_role("button", name="Promote v2").click()
     page.get_by_text("serving v2").wait_for()
     assert Registry(settings.adapters_dir).champion_version("acme", "intent") == "v2"
+    # retrain: the job's progress shows up live (the page polls its status every 2 s)
+    page.get_by_role("button", name="Retrain with corrections").click()
+    page.get_by_text("Done: retrain job").wait_for()
+    box = page.locator(".job[data-job-id]")
+    job_id = int(box.get_attribute("data-job-id") or 0)
+    _work_on(database, job_id, state="running", progress={"phase": "training", "percent": 40.0})
+    expect(box.locator("progress")).to_have_js_property("value", 40, timeout=10_000)
+    expect(box.locator(".job-status")).to_contain_text("running · training 40%")
     page.screenshot(path=str(shots / "models.png"), full_page=True)
+    _work_on(
+        database,
+        job_id,
+        state="done",
+        progress={"phase": "done", "percent": 100.0},
+        result={"promoted": False, "reason": "the challenger is worse on the holdout"},
+    )
+    page.get_by_text("the challenger is worse on the holdout").wait_for(timeout=10_000)
     page.goto(f"{server}/console/usage")
     assert page.locator("svg.plot").count() == 1
     page.screenshot(path=str(shots / "usage.png"), full_page=True)

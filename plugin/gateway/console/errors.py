@@ -33,6 +33,7 @@ TITLES = {
     409: "Conflict",
     413: "Too large",
     422: "Check the form",
+    429: "Too many attempts",
     503: "Not ready",
 }
 
@@ -75,7 +76,11 @@ def _console_aware(original: AnyHandler) -> Handler:
                 return login_redirect(request)
             return _page(request, 401, exc.message, "sign in again, then repeat what you did")
         if isinstance(exc, DeskpilotError) and exc.status < 500:
-            return _page(request, exc.status, exc.message, exc.hint)
+            page = _page(request, exc.status, exc.message, exc.hint)
+            retry_after = getattr(exc, "retry_after", None)
+            if isinstance(retry_after, int):
+                page.headers["Retry-After"] = str(retry_after)
+            return page
         if isinstance(exc, RequestValidationError):
             return _page(request, 422, describe_validation_errors(exc.errors()), "check the values and retry")
         if isinstance(exc, StarletteHTTPException) and exc.status_code < 500:

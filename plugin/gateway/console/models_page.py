@@ -304,7 +304,7 @@ async def retrain(
     )
     if new:
         background.add_task(notify_jobs, notifier, [job_id])
-    return RedirectResponse(f"/console/models?done=retrain+job+{job_id}#task-{task}", status_code=303)
+    return RedirectResponse(f"/console/models?done=retrain+job+{job_id}+queued#task-{task}", status_code=303)
 
 
 def _job(database: Database, identity: ConsoleIdentity, job_id: int) -> dict[str, Any]:

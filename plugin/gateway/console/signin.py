@@ -23,6 +23,7 @@ from deskpilot.gateway.console.auth import (
 )
 from deskpilot.gateway.console.templating import render
 from deskpilot.gateway.deps import DatabaseDep, SettingsDep, db_session
+from deskpilot.gateway.ratelimit import client_address, guard_client, limiter_of
 from deskpilot.store import Database
 from deskpilot.store.users import SESSION_TTL, authenticate_user, close_session, open_session
 
@@ -91,8 +92,12 @@ async def login(
     next: Annotated[str, Form(max_length=2000)] = "/console",
 ) -> Response:
     check_login_csrf(request, csrf_token)
+    await guard_client(request)  # an address that keeps guessing waits (DESKPILOT_RATE_LIMIT_AUTH_FAILURES)
     token = await run_in_threadpool(_sign_in, database, secret_of(settings), tenant, email, password)
     if token is None:
+        limiter = limiter_of(request)
+        if limiter is not None:
+            await limiter.note_auth_failure(client_address(request))
         return _form(
             request, settings, next_url=safe_next(next), status=401, error=FAILED, tenant=tenant, email=email
         )
