@@ -109,7 +109,9 @@ def test_unsigned_upload_is_403(client: TestClient, keys: Keys, settings: Settin
     assert stored_versions(settings) == []
 
 
-@pytest.mark.parametrize("signature", ["", "v1=", "v1=" + "0" * 64, "garbage", "v1=" + "g" * 64, "v1=" + "a" * 300])
+@pytest.mark.parametrize(
+    "signature", ["", "v1=", "v1=" + "0" * 64, "garbage", "v1=" + "g" * 64, "v1=" + "a" * 300]
+)
 def test_malformed_signature_is_403(
     client: TestClient, keys: Keys, settings: Settings, signature: str
 ) -> None:
