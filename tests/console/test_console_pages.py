@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from console_support import Seeded, enter, page_csrf
+from console_support import Seeded, StaticPredictor, enter, page_csrf
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from deskpilot.config import Settings
+from deskpilot.gateway import create_app
 from deskpilot.store import Database
-from deskpilot.store.models import AuditEntry, FeedbackRecord
+from deskpilot.store.models import AuditEntry, FeedbackRecord, JobRecord
 
 
 def _subjects(html: str) -> list[str]:
@@ -267,3 +269,25 @@ def test_usage_page_measures_accuracy_and_drift(client: TestClient, seeded: Seed
     assert f"total variation distance {tvd:.3f}" in text
     assert "<svg" in text and "Accuracy and abstain rate" in text
     assert client.get("/console/usage?days=0").status_code == 422
+
+
+def test_a_console_correction_triggers_retraining_like_an_api_one(
+    settings: Settings, database: Database, seeded: Seeded
+) -> None:
+    eager = settings.model_copy(update={"retrain_after_corrections": 1})
+    with TestClient(create_app(eager, predictor=StaticPredictor(), database=database)) as client:
+        enter(client, "agent")
+        ticket = seeded.tickets["Printer on floor 3"]
+        client.post(
+            f"/console/tickets/{ticket}/feedback",
+            data={
+                "csrf_token": page_csrf(client),
+                "decision_id": str(seeded.decisions["Printer on floor 3"]),
+                "action": "change",
+                "label": "other",
+            },
+        )
+    with database.session() as session:
+        job = session.scalars(select(JobRecord).where(JobRecord.kind == "retrain")).one()
+        feedback_id = session.scalars(select(FeedbackRecord.id)).one()
+    assert job.payload == {"task": "intent", "reason": "corrections", "feedback_upto": feedback_id}
