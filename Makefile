@@ -54,10 +54,13 @@ unit: $(STAMP)
 
 test: lint typecheck importlint unit
 
-# long benchmarks, not part of `make test` (hours on 2 cores for every data set; serve: minutes)
+# long benchmarks, not part of `make test` (hours on 2 cores for every data set; serve: minutes;
+# fuzz and load: a minute or two each)
 bench: $(STAMP)
 	$(VENV)/bin/deskpilot bench quality
 	$(VENV)/bin/deskpilot bench serve
+	$(VENV)/bin/deskpilot bench fuzz
+	$(VENV)/bin/deskpilot bench load
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache
