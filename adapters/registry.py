@@ -105,7 +105,7 @@ class AdapterCard:
 def _json_object(data: bytes, name: str) -> dict[str, Any]:
     try:
         value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise InputDataError(f"{name} is not UTF-8 JSON") from None
     if not isinstance(value, dict):
         raise InputDataError(f"{name} must be a JSON object")
@@ -119,7 +119,7 @@ def _uploaded_card(data: dict[str, Any], tenant: str, task: str) -> AdapterCard:
     kind, base, labels = data.get("kind"), data.get("base_model"), data.get("labels")
     if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", kind):
         raise InputDataError("card.json: kind must be a name such as 'classifier'")
-    if not isinstance(base, str) or not 0 < len(base) <= 500:
+    if not isinstance(base, str) or not base.strip() or len(base) > 500:
         raise InputDataError("card.json: base_model must be a non-empty string")
     if not isinstance(labels, list) or not all(isinstance(x, str) and 0 < len(x) <= 200 for x in labels):
         raise InputDataError("card.json: labels must be a list of strings")

@@ -116,7 +116,7 @@ def check_safetensors(data: bytes) -> list[TensorInfo]:
         raise InputDataError("adapter_model.safetensors has an invalid header length")
     try:
         header = json.loads(data[8 : 8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise InputDataError("adapter_model.safetensors has a header that is not JSON") from None
     if not isinstance(header, dict) or not header:
         raise InputDataError("adapter_model.safetensors has an empty or invalid header")

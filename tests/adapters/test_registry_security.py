@@ -187,6 +187,7 @@ def test_real_safetensors_pass_and_are_described() -> None:
             b"\0" * 8,
         ),
         raw_file({"t": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4),
+        struct.pack("<Q", 100_000) + b"[" * 100_000,  # nesting deeper than the JSON parser goes
     ],
 )
 def test_malformed_safetensors_are_refused(data: bytes) -> None:
@@ -259,6 +260,15 @@ def test_upload_registers_a_candidate_under_the_callers_tenant(registry: Registr
             "labels",
         ),
         ({"card.json": b"\xff\xfe"}, "UTF-8 JSON"),
+        ({"card.json": b"[" * 100_000}, "UTF-8 JSON"),
+        (
+            {
+                "card.json": json.dumps(
+                    {"task": "intent", "kind": "classifier", "base_model": "  ", "labels": []}
+                ).encode()
+            },
+            "base_model",
+        ),
     ],
 )
 def test_bad_uploads_are_refused_and_leave_nothing(
