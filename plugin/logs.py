@@ -160,21 +160,6 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{tags}]" + (f"\n{rest}" if rest else "")
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    @property
-    def stream(self) -> IO[str]:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: IO[str]) -> None:
-        pass
-
-
 _LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "kombu")
 
 
@@ -220,7 +205,8 @@ def configure_logging(
     """
     register_settings(settings)
     use_json = settings.log_format == "json" if json_format is None else json_format
-    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    # bound now, not looked up per line: Celery swaps sys.stderr for a proxy that logs (a loop)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     handler.addFilter(RedactingFilter(pii=settings.redact_pii))
     setattr(handler, _HANDLER_MARK, True)
