@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,32 @@ def ece(confidences: torch.Tensor, correct: torch.Tensor, n_bins: int = 15) -> f
             gap = (confidences[in_bin].mean() - correct[in_bin].float().mean()).abs()
             total += float(gap) * float(in_bin.float().mean())
     return total
+
+
+def reliability_bins(
+    confidences: torch.Tensor, correct: torch.Tensor, n_bins: int = 10
+) -> list[dict[str, Any]]:
+    """Equal-width confidence bins (``low`` <= conf < ``high``, the last one closed) with the mean
+    confidence, the share right and the count of each; empty bins are left out. Saved in
+    ``card.json`` (``metrics.validation.reliability``) for the console's reliability plot."""
+    conf = confidences.detach().float().flatten()
+    hits = correct.detach().float().flatten()
+    index = (conf * n_bins).long().clamp(0, n_bins - 1)
+    bins: list[dict[str, Any]] = []
+    for b in range(n_bins):
+        chosen = index == b
+        count = int(chosen.sum())
+        if count:
+            bins.append(
+                {
+                    "low": round(b / n_bins, 6),
+                    "high": round((b + 1) / n_bins, 6),
+                    "mean_score": round(float(conf[chosen].mean()), 6),
+                    "accuracy": round(float(hits[chosen].mean()), 6),
+                    "count": count,
+                }
+            )
+    return bins
 
 
 def threshold_for_precision(confidences: torch.Tensor, correct: torch.Tensor, target: float) -> float:

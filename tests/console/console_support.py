@@ -170,6 +170,15 @@ def _tenant_id(session: Any, tenant: str) -> int:
     return found.id
 
 
+# what training saves (adapters.calibration.reliability_bins): only v2's card has them
+_BINS = {
+    "reliability": [
+        {"low": 0.5, "high": 0.6, "mean_score": 0.55, "accuracy": 0.5, "count": 8},
+        {"low": 0.9, "high": 1.0, "mean_score": 0.95, "accuracy": 0.92, "count": 12},
+    ]
+}
+
+
 def write_cards(settings: Settings, tenant: str = "acme", task: str = "intent") -> None:
     """Two registered versions on disk: v1 the champion, v2 a candidate (cards only: no weights)."""
     registry = Registry(settings.adapters_dir)
@@ -186,7 +195,7 @@ def write_cards(settings: Settings, tenant: str = "acme", task: str = "intent") 
             labels=list(LABELS),
             n_train=100,
             metrics={
-                "validation": {"accuracy": accuracy, "n": 20},
+                "validation": {"accuracy": accuracy, "n": 20, **(_BINS if number == 2 else {})},
                 "eval": {
                     "accuracy": accuracy,
                     "macro_f1": accuracy - 0.05,

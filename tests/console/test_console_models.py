@@ -69,7 +69,11 @@ def test_a_lead_promotes_and_rolls_back(
         entry = session.scalars(select(AuditEntry).where(AuditEntry.kind == "adapter.promoted")).one()
         assert entry.actor == "console:lead@acme.test"
         assert entry.data == {"task": "intent", "version": "v2", "previous": "v1"}
-    assert "serving v2" in client.get(response.headers["location"]).text
+    promoted = client.get(response.headers["location"]).text
+    assert "serving v2" in promoted
+    # v2's card carries its validation reliability: the plot uses it (v1's had none)
+    assert "Reliability from validation rows (card.json); ECE 0.038" in promoted
+    assert promoted.count('class="bin"') == 2
 
     back = client.post("/console/models/intent/rollback", data={"csrf_token": csrf}, follow_redirects=False)
     assert back.status_code == 303
