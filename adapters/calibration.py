@@ -68,6 +68,25 @@ def reliability_bins(
     return bins
 
 
+def per_class_figures(
+    predicted: torch.Tensor, true: torch.Tensor, covered: torch.Tensor, label_names: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per class, at the chosen thresholds: ``precision`` of the answers given for it (None when
+    it was never answered), ``coverage`` of its rows (share answered, None without rows), and
+    ``support``. Saved in ``card.json`` for the console's per-class table."""
+    out: dict[str, dict[str, Any]] = {}
+    for index, name in enumerate(label_names):
+        answered = covered & (predicted == index)
+        mine = true == index
+        n_answered, n_mine = int(answered.sum()), int(mine.sum())
+        out[name] = {
+            "precision": round(float((answered & mine).sum()) / n_answered, 6) if n_answered else None,
+            "coverage": round(float((covered & mine).sum()) / n_mine, 6) if n_mine else None,
+            "support": n_mine,
+        }
+    return out
+
+
 def threshold_for_precision(confidences: torch.Tensor, correct: torch.Tensor, target: float) -> float:
     """Lowest confidence threshold at which the covered rows reach ``target`` accuracy.
 

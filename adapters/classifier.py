@@ -413,6 +413,7 @@ def train_classifier(
             "ece_before": round(calibration.ece(probs_before.max(-1).values, correct), 6),
             "ece_after": round(calibration.ece(conf, correct), 6),
             "reliability": calibration.reliability_bins(conf, correct),
+            "per_class": calibration.per_class_figures(pred, y_va, covered, label_names),
             "coverage_at_threshold": round(float((conf >= threshold).float().mean()), 6),
             "coverage_at_thresholds": round(float(covered.float().mean()), 6),
             "accuracy_on_covered": (
