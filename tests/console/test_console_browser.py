@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -205,3 +206,15 @@ def test_review_flow_in_chromium(
         DOCS.mkdir(parents=True, exist_ok=True)
         for name in ("inbox.png", "ticket.png"):
             shutil.copyfile(shots / name, DOCS / name)
+
+
+def test_without_chromium_the_test_skips_or_under_ci_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("DESKPILOT_REQUIRE_SERVICES", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Chromium not found"):
+        _require_browser()
+    monkeypatch.setenv("DESKPILOT_REQUIRE_SERVICES", "1")
+    with pytest.raises(pytest.fail.Exception, match="Chromium not found"):
+        _require_browser()
