@@ -9,7 +9,7 @@ whichever process ran the job.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import Counter
 
@@ -35,11 +35,11 @@ ABSTENTIONS = Counter(
 COLLECTORS = (PREDICTIONS, ABSTENTIONS)
 
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+def serve_metrics(port: int, host: str = "127.0.0.1") -> Callable[[], None]:
     """Serve this process's counters and process figures over HTTP (``deskpilot worker --metrics-port``).
 
     A daemon thread; the gateway's /metrics has the store-wide figures, so a worker only adds
-    what it alone knows: the predictions it made.
+    what it alone knows: the predictions it made. Returns a function that stops the server.
     """
     from prometheus_client import (
         CollectorRegistry,
@@ -58,9 +58,16 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     try:
-        start_http_server(port, addr=host, registry=registry)
+        server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5.0)
+
+    return stop
 
 
 def _label(value: str | None) -> str:

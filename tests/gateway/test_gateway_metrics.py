@@ -343,3 +343,51 @@ def test_two_apps_in_one_process_keep_their_own_registries(
         (("method", "GET"), ("route", "/healthz"), ("status", "2xx")),
     )
     assert theirs.get(healthz) == 1 and healthz not in mine
+
+
+# --- a worker process's own counters -----------------------------------------------------------
+
+
+def test_a_worker_serves_the_predictions_it_made() -> None:
+    import socket
+
+    import httpx
+
+    from deskpilot.telemetry import count_predictions, serve_metrics
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    stop = serve_metrics(port)
+    try:
+        guess = Prediction("low", 0.2, True, (), "worker_task", "v1", threshold=0.5)
+        count_predictions("tickets", "worker_task", [guess, guess])
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        stop()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    assert (
+        value(samples, "deskpilot_predictions_total", source="tickets", task="worker_task", label="low") == 2
+    )
+    assert value(samples, "deskpilot_abstentions_total", source="tickets", task="worker_task") == 2
+    assert series(samples, "process_cpu_seconds_total") == [{}]
+
+
+def test_worker_metrics_port_is_refused_for_prefork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from deskpilot.cli import app as cli
+    from deskpilot.config import get_settings
+
+    monkeypatch.setenv("DESKPILOT_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["worker", "--backend", "celery", "--metrics-port", "9101"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "--pool threads or solo" in result.output
