@@ -291,3 +291,38 @@ def test_a_console_correction_triggers_retraining_like_an_api_one(
         job = session.scalars(select(JobRecord).where(JobRecord.kind == "retrain")).one()
         feedback_id = session.scalars(select(FeedbackRecord.id)).one()
     assert job.payload == {"task": "intent", "reason": "corrections", "feedback_upto": feedback_id}
+
+
+def test_ticket_text_from_the_internet_is_escaped(client: TestClient, database: Database) -> None:
+    from deskpilot.store.workflow import accept_ticket
+    from deskpilot.types import Ticket
+
+    with database.session() as session:
+        accepted = accept_ticket(
+            session,
+            "acme",
+            Ticket(subject='<script>alert("x")</script>', body="<img src=x onerror=alert(1)>", source="web"),
+            delivery_id="xss",
+            actor="test",
+        )
+    enter(client, "agent")
+    for url in ("/console", f"/console/tickets/{accepted.ticket_id}", "/console?q=%3Cscript%3E"):
+        page = client.get(url)
+        assert page.status_code == 200
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text
+        assert "&lt;script&gt;alert" in page.text
+
+
+def test_the_inbox_pages_back_with_older(
+    client: TestClient, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deskpilot.gateway.console import inbox
+
+    monkeypatch.setattr(inbox, "PAGE", 3)
+    enter(client, "agent")
+    first = client.get("/console?source=email")
+    assert _subjects(first.text) == ["Refund please", "Printer on floor 3 again", "Printer on floor 3"]
+    older = re.search(r'<a href="(\?[^"]+)">Older</a>', first.text)
+    assert older is not None
+    second = client.get("/console" + older.group(1).replace("&amp;", "&"))
+    assert _subjects(second.text) == ["Cannot log in", "Invoice 4411 is wrong", "VPN drops every hour"]
