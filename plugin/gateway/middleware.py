@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deskpilot.gateway.metrics import GatewayMetrics, route_template
-from deskpilot.logs import ACCESS_LOGGER, bind_request, unbind
+from deskpilot.logs import ACCESS_LOGGER, bind_request, current, unbind
 
 REQUEST_ID_HEADER = "X-Request-ID"
 access_logger = logging.getLogger(ACCESS_LOGGER)
@@ -93,6 +93,10 @@ class AccessMiddleware:
         if self.metrics is not None:
             self.metrics.observe(method, route, status, seconds)
         if access_logger.isEnabledFor(logging.INFO):
+            context = current()
+            addressed = scope.get("path_params", {}).get("tenant")
+            if context is not None and context.tenant is None and isinstance(addressed, str):
+                context.tenant = addressed  # a webhook names its tenant in the path, not by key
             duration_ms = round(seconds * 1000, 2)
             access_logger.info(
                 "%s %s %d %.1f ms",

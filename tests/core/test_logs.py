@@ -285,6 +285,10 @@ def test_error_responses_never_echo_a_secret(settings: Settings, app: FastAPI, d
         for secret in [*SECRETS.values(), wrong_key, "guessed-metrics-token", signature]:
             assert secret not in response.text, (secret, response.text)
     assert wrong_key not in stream.getvalue()
+    webhook = next(
+        e for e in lines(stream) if e["logger"] == ACCESS_LOGGER and e["route"].startswith("/webhooks")
+    )
+    assert webhook["tenant"] == "acme"  # named by the path it addressed
 
 
 # --- the CLI -------------------------------------------------------------------------------
