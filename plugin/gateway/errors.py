@@ -196,6 +196,7 @@ async def unhandled_error_handler(request: Request, exc: Exception) -> JSONRespo
         request.url.path,
         rid,
         exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"request_id": rid},  # this handler runs outside the request's log context
     )
     headers = {"X-Request-ID": rid} if rid else None
     hint = f"quote request id {rid} when reporting this" if rid else None

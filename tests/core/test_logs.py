@@ -250,7 +250,7 @@ def test_a_crash_is_logged_with_its_request_id_and_without_the_secret(
     assert SECRETS["connector"] not in response.text
     rid = response.headers["x-request-id"]
     errors = [entry for entry in lines(stream) if entry["level"] == "error"]
-    assert errors and rid in errors[0]["message"]
+    assert errors and rid in errors[0]["message"] and errors[0]["request_id"] == rid
     assert "RuntimeError" in errors[0]["exception"]
     assert SECRETS["connector"] not in stream.getvalue()
     (access,) = [entry for entry in lines(stream) if entry["logger"] == ACCESS_LOGGER]
