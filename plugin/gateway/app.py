@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from deskpilot import __version__
 from deskpilot.config import Settings, get_settings
 from deskpilot.errors import DeskpilotError
+from deskpilot.gateway.console import install_console
 from deskpilot.gateway.errors import ServiceUnavailableError, install_error_handlers
 from deskpilot.gateway.metrics import GatewayMetrics
 from deskpilot.gateway.middleware import AccessMiddleware, BodySizeLimitMiddleware, RequestIdMiddleware
@@ -77,6 +78,7 @@ def create_app(
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)
+    install_console(app)  # review pages, static files, HTML errors under /console
     declare_error_responses(app)  # /openapi.json lists the errors each operation can answer
     documents_max = settings.doc_max_bytes * settings.doc_max_files + 64 * 1024  # + multipart framing
     app.add_middleware(
