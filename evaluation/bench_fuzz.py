@@ -530,7 +530,14 @@ def run_fuzz(
             "cases": {"value": outcome.cases, "target": f">= {cfg.cases}", "met": outcome.cases >= cfg.cases},
         },
         "checks": list(CHECK_NAMES),
-        "settings": {**asdict(cfg), "transport": "asgi (in-process)", "db": "sqlite", "tenant": TENANT},
+        "settings": {
+            **asdict(cfg),
+            "transport": "asgi (in-process)",
+            "db": "sqlite",
+            "tenant": TENANT,
+            "schemathesis": _version("schemathesis"),
+            "hypothesis": _version("hypothesis"),
+        },
         "seconds": round(seconds, 1),
         "machine": _machine(),
     }
@@ -539,6 +546,15 @@ def run_fuzz(
     if markdown is not None:
         report.update_section(Path(markdown), BENCH, render_fuzz(results))
     return results
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _requirement(value: int, target: str, met: bool) -> dict[str, Any]:
@@ -572,7 +588,8 @@ def render_fuzz(results: dict[str, Any]) -> str:
     lines = [
         "## Fuzzing",
         "",
-        f"Measured {results.get('date', '?')} on {machine.get('cpu', '?')}; command: "
+        f"Measured {results.get('date', '?')} on {machine.get('cpu', '?')} "
+        f"({machine.get('usable_cores', machine.get('cores', '?'))} cores); command: "
         f"`{results.get('command', '')}` ({results.get('seconds', '?')} s).",
         "",
         "| measure | value | target |",
@@ -589,7 +606,7 @@ def render_fuzz(results: dict[str, Any]) -> str:
         lines += ["", "Failures by kind: " + ", ".join(f"{k} {v}" for k, v in kinds.items()) + "."]
     lines += [
         "",
-        "How: schemathesis (Python API, seed "
+        f"How: schemathesis {results['settings'].get('schemathesis') or ''} (Python API, seed "
         f"{results['settings']['seed']}) generates valid and invalid requests for every operation "
         "(about 60/40), sends them in-process to the gateway on a fresh SQLite store with keys of "
         "each scope (admin, write, read, another tenant's, none), signs most webhook deliveries "

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import shlex
 import sys
 import tempfile
@@ -282,7 +283,9 @@ def run_load(
                 f"{cfg.concurrency} clients on POST /v1/classify and {cfg.concurrency} on the signed "
                 f"webhook for {cfg.seconds:g} s against {url}"
             )
+            busy_before = _load_average()
             load = asyncio.run(_drive(url, key, texts, bodies, cfg))
+            busy_after = _load_average()
         say(f"checking that the {len(load.accepted_ticket_ids):,} accepted deliveries are stored")
         lost = missing_tickets(home / "deskpilot.db", load.accepted_ticket_ids)
         server_log = bench_ingress._log_counts(home / "serve.log")
@@ -304,6 +307,8 @@ def run_load(
         "error_samples": load.classify.samples + load.ingress.samples,
         "accepted_deliveries": len(load.accepted_ticket_ids),
         "window_seconds": round(load.window_s, 2),
+        # 1-minute load average just before and after the run: work of other processes shows here
+        "load_average": {"before": busy_before, "after": busy_after},
         "model": {"task": TASK, **trained.get(TASK, {}), "setup_seconds": round(setup_s, 1)},
         "server_log": server_log,
         "settings": {
@@ -324,6 +329,13 @@ def run_load(
     return results
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not available on this platform
+        return None
+
+
 def _machine() -> dict[str, Any]:
     from deskpilot.evaluation.bench_quality import machine_info
 
@@ -341,6 +353,20 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "settings": {k: results["settings"][k] for k in ("seconds", "concurrency", "workers")},
         "machine": {k: results["machine"].get(k) for k in ("cpu", "usable_cores")},
     }
+
+
+def _busy(results: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    """A line on how busy the machine was: other processes' work skews every figure here."""
+    busy = results.get("load_average") or {}
+    before, after = busy.get("before"), busy.get("after")
+    if before is None or after is None:
+        return []
+    return [
+        f"1-minute load average before the run {before:.2f}, after it {after:.2f} on "
+        f"{machine.get('usable_cores', '?')} cores (the bench's client and server make up about 2 of "
+        "it; the rest is other processes sharing the cores).",
+        "",
+    ]
 
 
 def render_load(results: dict[str, Any]) -> str:
@@ -366,6 +392,7 @@ def render_load(results: dict[str, Any]) -> str:
         f"| {results['ingress_requests']:,} | {results['ingress_rps']:.1f} "
         f"| {results['ingress_p50_ms']:.1f} ms | {results['ingress_p99_ms']:.1f} ms |",
         "",
+        *_busy(results, machine),
         f"Errors (non-2xx or transport): {results['errors']}; accepted deliveries whose ticket is "
         f"missing from the database afterwards (`lost`): {results['lost']} of "
         f"{results.get('accepted_deliveries', 0):,}.",
