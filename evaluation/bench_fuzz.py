@@ -295,6 +295,7 @@ def _seed_rows(database: Any, settings: Any) -> dict[str, list[Any]]:
         "job_id": jobs,
         "document_id": documents,
         "tenant": [TENANT],
+        "source": ["helpdesk"],
         "system": systems,
     }
 
