@@ -41,48 +41,18 @@ def record_champion_change(card: AdapterCard, *, kind: str, previous: str | None
     """
     from deskpilot.cli import settings, warn
     from deskpilot.errors import DeskpilotError
-    from deskpilot.store import Database, get_or_create_tenant, set_champion, upsert_adapter
-    from deskpilot.store.workflow import audit
+    from deskpilot.store import Database
+    from deskpilot.store.champions import record_champion
 
     db = Database(settings().db_url)
     try:
         db.migrate()
         with db.session() as session:
-            upsert_adapter(
-                session,
-                card.tenant,
-                card.task,
-                card.version,
-                kind=card.kind,
-                base_model=card.base_model,
-                metrics=_json_safe(card.metrics),
-                status="candidate",
-            )
-            set_champion(session, card.tenant, card.task, card.version)
-            owner = get_or_create_tenant(session, card.tenant)
-            audit(
-                session,
-                owner.id,
-                kind,
-                CLI_ACTOR,
-                {"task": card.task, "version": card.version, "previous": previous},
-            )
+            record_champion(session, card, kind=kind, actor=CLI_ACTOR, previous=previous)
     except DeskpilotError as exc:
         warn(f"the champion changed on disk but not in the database: {exc}")
     finally:
         db.dispose()
-
-
-def _json_safe(value: Any) -> Any:
-    import math
-
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _run_or_follow(context: WorkerContext, job_id: int, owner: str, active: ActiveJobs) -> None:

@@ -8,7 +8,6 @@ the pointer back. Retrain queues the same ``retrain`` job as ``deskpilot retrain
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -25,7 +24,8 @@ from deskpilot.gateway.console.labels import registry_of
 from deskpilot.gateway.console.templating import render
 from deskpilot.gateway.deps import DatabaseDep, JobNotifierDep, SettingsDep, db_session, notify_jobs
 from deskpilot.jobs.triggers import enqueue_retrain, retrain_state
-from deskpilot.store import Database, list_adapter_records, queue, review, set_champion, upsert_adapter
+from deskpilot.store import Database, list_adapter_records, queue, review
+from deskpilot.store.champions import json_safe, record_champion
 from deskpilot.store.models import JobRecord
 from deskpilot.store.users import ConsoleIdentity
 from deskpilot.store.workflow import RETRAIN, audit, count_feedback
@@ -178,38 +178,11 @@ async def models_page(request: Request, identity: IdentityDep, database: Databas
 # actions ---------------------------------------------------------------------------------
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _mirror(
     database: Database, identity: ConsoleIdentity, card: AdapterCard, kind: str, previous: str | None
 ) -> None:
     with db_session(database) as session:
-        upsert_adapter(
-            session,
-            identity.tenant,
-            card.task,
-            card.version,
-            kind=card.kind,
-            base_model=card.base_model,
-            metrics=_json_safe(card.metrics),
-            status="candidate",
-        )
-        set_champion(session, identity.tenant, card.task, card.version)
-        audit(
-            session,
-            identity.tenant_id,
-            kind,
-            f"console:{identity.email}",
-            {"task": card.task, "version": card.version, "previous": previous},
-        )
+        record_champion(session, card, kind=kind, actor=f"console:{identity.email}", previous=previous)
 
 
 def change_champion(
@@ -318,7 +291,7 @@ def _job(database: Database, identity: ConsoleIdentity, job_id: int) -> dict[str
             "kind": job.kind,
             "state": job.state,
             "attempts": job.attempts,
-            "progress": _json_safe(dict(job.progress or {})),
+            "progress": json_safe(dict(job.progress or {})),
             "promoted": result.get("promoted"),
             "reason": result.get("reason"),
             "error": job.last_error if job.state == "dead" else None,
