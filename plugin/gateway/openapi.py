@@ -90,13 +90,12 @@ def declare(schema: dict[str, Any]) -> dict[str, Any]:
 def declare_error_responses(app: FastAPI) -> None:
     """Make ``app.openapi()`` list, for every operation, the errors the app around it can answer."""
     generate = app.openapi
-    done: list[int] = []  # id of the schema already completed (FastAPI rebuilds it when routes change)
+    done: list[dict[str, Any]] = []  # the schema completed last (FastAPI rebuilds it when routes change)
 
     def openapi() -> dict[str, Any]:
         schema = generate()
-        if not done or done[-1] != id(schema):
-            declare(schema)
-            done.append(id(schema))
+        if not done or done[0] is not schema:
+            done[:] = [declare(schema)]
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -109,3 +109,17 @@ def test_the_cli_writes_the_figures_and_prints_them_as_json(tmp_path: Path) -> N
     assert printed["cases"] == 40 and printed["server_errors"] == 0 and printed["schema_violations"] == 0
     assert printed["requirements"] == {"server_errors": True, "schema_violations": True, "cases": True}
     assert json.loads((tmp_path / "fuzz.json").read_text())["command"].startswith("deskpilot ")
+
+
+def test_a_route_added_after_the_first_schema_gets_its_errors_declared_too(tmp_path: Path) -> None:
+    with fuzz_target(tmp_path) as target:
+        first = target.app.openapi()
+        assert target.app.openapi() is first
+
+        async def late(limit: int = 1) -> dict[str, int]:
+            return {"limit": limit}
+
+        target.app.add_api_route("/v1/late", late, methods=["GET"])
+        rebuilt = target.app.openapi()
+    assert set(rebuilt["paths"]["/v1/late"]["get"]["responses"]) == {"200", "422", "500"}
+    assert "HTTPValidationError" not in rebuilt["components"]["schemas"]
