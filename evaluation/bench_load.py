@@ -6,7 +6,9 @@ One run, on loopback, in a temporary ``DESKPILOT_HOME`` (SQLite), with the piece
 1. the demo ``queue`` classifier is trained first on demo tickets (``--preset fast``: a linear
    probe on the packaged encoder), and an API key is created for the tenant;
 2. ``deskpilot serve`` starts as a child process (its embedded workers off unless ``workers``
-   is set, so the figures are about the front door: classifying, and accepting deliveries);
+   is set, so the figures are about the front door: classifying, and accepting deliveries;
+   with workers, they route each ticket by bench ingress's rules policy to its stand-in
+   helpdesk);
    the rate limits are lifted, since one client sending as fast as it can is what they stop;
 3. for ``seconds``, ``concurrency`` httpx async clients loop on ``POST /v1/classify`` (one demo
    ticket text each) and as many on ``POST /webhooks/{tenant}/generic/{source}`` (each delivery
@@ -22,6 +24,7 @@ an error. Figures go to ``evaluation/results/load.json`` and the ``load`` sectio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import shlex
@@ -45,7 +48,9 @@ from deskpilot.evaluation.bench_ingress import (
     bench_env,
     delivery_bodies,
     demo_tickets,
+    policy_text,
     serve,
+    standin_helpdesk,
     train_models,
 )
 
@@ -278,7 +283,14 @@ def run_load(
         key = create_key(home)
         setup_s = time.perf_counter() - t
         say(f"starting deskpilot serve (SQLite, {cfg.workers} workers, the '{TASK}' adapter)")
-        with serve(env, home, cfg.ready_timeout_s) as (url, _server):
+        with contextlib.ExitStack() as stack:
+            if cfg.workers:  # the workers route what comes in: a rules policy, a stand-in helpdesk
+                helpdesk_url, _desk = stack.enter_context(standin_helpdesk(env, home))
+                (home / "policies").mkdir(exist_ok=True)
+                (home / "policies" / f"{TENANT}.yaml").write_text(
+                    policy_text("rules", helpdesk_url), encoding="utf-8"
+                )
+            url, _server = stack.enter_context(serve(env, home, cfg.ready_timeout_s))
             say(
                 f"{cfg.concurrency} clients on POST /v1/classify and {cfg.concurrency} on the signed "
                 f"webhook for {cfg.seconds:g} s against {url}"
