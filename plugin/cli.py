@@ -25,7 +25,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from deskpilot.cli_bench_gateway import register as register_gateway_benches
-from deskpilot.cli_bench_gateway import register as register_gateway_benches
 from deskpilot.cli_connectors import register as register_connectors_commands
 from deskpilot.cli_documents import register as register_documents_commands
 from deskpilot.cli_jobs import register as register_jobs_commands
@@ -1089,7 +1088,6 @@ register_jobs_commands(app)  # `deskpilot worker` and `deskpilot jobs ...` (cli_
 register_connectors_commands(app)  # `deskpilot connectors list` (cli_connectors.py)
 register_respond_commands(train_app, evaluate_app, bench_app)  # responders (cli_respond.py)
 register_documents_commands(app, bench_app)  # classify-docs, bench documents (cli_documents.py)
-register_gateway_benches(bench_app)  # bench fuzz, bench load (cli_bench_gateway.py)
 register_gateway_benches(bench_app)  # bench fuzz, bench load (cli_bench_gateway.py)
 register_users_commands(app)  # `deskpilot users ...`: console sign-ins (cli_users.py)
 
