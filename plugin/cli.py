@@ -28,6 +28,7 @@ from deskpilot.cli_bench_gateway import register as register_gateway_benches
 from deskpilot.cli_connectors import register as register_connectors_commands
 from deskpilot.cli_documents import register as register_documents_commands
 from deskpilot.cli_jobs import register as register_jobs_commands
+from deskpilot.cli_onnx import register as register_onnx_commands
 from deskpilot.cli_respond import register as register_respond_commands
 from deskpilot.cli_retrain import record_champion_change
 from deskpilot.cli_retrain import register as register_retrain
@@ -63,6 +64,7 @@ policy_app = typer.Typer(help="Per-tenant routing policies (YAML).", no_args_is_
 app.add_typer(policy_app, name="policy")
 register_retrain(app)  # deskpilot retrain (plugin/cli_retrain.py)
 register_security_commands(keys_app, adapters_app)  # keys list/rotate/revoke, adapters sign
+register_onnx_commands(adapters_app)  # adapters export-onnx (cli_onnx.py)
 
 err = Console(stderr=True)
 
