@@ -60,6 +60,12 @@ HEAD_FILE = "head.safetensors"
 # (and doubles them when it falls back to the top half, a step there costing about a
 # quarter); best has no default time budget
 PRESET_EPOCHS = {"fast": 0, "auto": 4, "best": 6}
+# small data: a preset's epochs grow until training takes at least this many optimizer steps
+# (at most MAX_EPOCH_SCALE times the preset's); the validation history still picks the epoch.
+# Chosen on Banking77 10-shot samples of train (seeds 1, 2) scored on 2,000 other train rows:
+# 12 epochs beat 4 by +0.1 and +0.85 points; 20 epochs were worse than 12.
+MIN_TRAIN_STEPS = 300
+MAX_EPOCH_SCALE = 3
 AUTO_BUDGET_MINUTES = 13.0
 # up to this many training rows per class, the validation rows join training at the end
 REFIT_MAX_ROWS_PER_CLASS = 30
@@ -207,6 +213,10 @@ def resolve_preset(recipe: ClassifierRecipe, n_rows: int, n_labels: int) -> Clas
             r.fine_tune = False  # too little data to fine-tune safely: the probe generalises better
     if r.epochs is None:
         r.epochs = PRESET_EPOCHS[r.preset]
+        if r.epochs:
+            steps_per_epoch = math.ceil(n_rows * (1.0 - r.val_fraction) / r.batch_size)
+            wanted = math.ceil(MIN_TRAIN_STEPS / max(1, steps_per_epoch))
+            r.epochs = min(max(r.epochs, wanted), MAX_EPOCH_SCALE * r.epochs)
     if r.preset == "auto" and r.max_minutes is None:
         r.max_minutes = AUTO_BUDGET_MINUTES  # the epoch plan shrinks to fit; --max-minutes lifts it
     return r

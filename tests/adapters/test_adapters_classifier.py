@@ -335,7 +335,22 @@ def test_training_budget_helper_runs_out() -> None:
 def test_presets_choose_the_epochs_and_budget_unless_given(
     preset: str, epochs: int, minutes: float | None
 ) -> None:
-    resolved = resolve_preset(ClassifierRecipe(preset=preset), 1000, 10)
+    resolved = resolve_preset(ClassifierRecipe(preset=preset), 20_000, 10)
     assert (resolved.epochs, resolved.max_minutes) == (epochs, minutes)
-    given = resolve_preset(ClassifierRecipe(preset=preset, epochs=1, max_minutes=60), 1000, 10)
+    given = resolve_preset(ClassifierRecipe(preset=preset, epochs=1, max_minutes=60), 20_000, 10)
     assert (given.epochs, given.max_minutes) == (1, 60)
+
+
+@pytest.mark.parametrize(
+    ("preset", "rows", "epochs"),
+    [
+        ("auto", 10_003, 4),  # Banking77: 282 steps an epoch, plenty
+        ("auto", 2_000, 6),  # 57 steps an epoch: 6 epochs reach 300 steps
+        ("auto", 770, 12),  # 10-shot Banking77: 22 steps an epoch, capped at 3x the preset's 4
+        ("best", 770, 14),  # best: 6 epochs, scaled up to the 300 steps (cap 18)
+        ("fast", 770, 0),  # no fine-tuning, nothing to scale
+    ],
+)
+def test_small_data_gets_enough_optimizer_steps(preset: str, rows: int, epochs: int) -> None:
+    assert resolve_preset(ClassifierRecipe(preset=preset), rows, 77).epochs == epochs
+    assert resolve_preset(ClassifierRecipe(preset=preset, epochs=2), rows, 77).epochs == 2
