@@ -326,3 +326,33 @@ def test_the_inbox_pages_back_with_older(
     assert older is not None
     second = client.get("/console" + older.group(1).replace("&amp;", "&"))
     assert _subjects(second.text) == ["Cannot log in", "Invoice 4411 is wrong", "VPN drops every hour"]
+
+
+@pytest.mark.parametrize("redact_pii", [True, False])
+def test_inbox_and_triage_excerpts_follow_redact_pii(
+    settings: Settings, database: Database, seeded: Seeded, redact_pii: bool
+) -> None:
+    from console_support import _decide
+
+    _decide(
+        database,
+        "acme",
+        "Call me on +44 20 7946 0958",
+        "Write to jane.doe@example.com; pay to GB82 WEST 1234 5698 7654 32 from now on",
+        "billing",
+        0.31,
+        True,
+    )
+    app = create_app(
+        settings.model_copy(update={"redact_pii": redact_pii}), predictor=StaticPredictor(), database=database
+    )
+    with TestClient(app) as client:
+        enter(client, "agent")
+        inbox, triage = client.get("/console").text, client.get("/console/triage").text
+    raw = ("+44 20 7946 0958", "jane.doe@example.com", "GB82 WEST 1234 5698 7654 32")
+    if redact_pii:
+        assert "Call me on [phone]" in inbox and "Call me on [phone]" in triage
+        assert "[email]" in triage and "[iban]" in triage
+        assert not any(value in inbox or value in triage for value in raw)
+    else:
+        assert all(value in triage for value in raw) and raw[0] in inbox

@@ -8,10 +8,12 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from markupsafe import Markup
 from starlette.responses import Response
 
 from deskpilot.gateway.console import svg
+from deskpilot.redaction import preview
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -45,8 +47,15 @@ def _bar(value: float | None, threshold: float | None = None, abstained: bool = 
     return svg.confidence_bar(value, threshold, abstained)
 
 
+@pass_context
+def _excerpt(context: Any, text: str | None, limit: int = 600) -> str:
+    """A list's or queue's excerpt of a ticket: secrets masked, PII redacted with redact_pii."""
+    settings = context["request"].app.state.settings
+    return preview(text or "", settings, limit=limit)
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES))
-templates.env.filters.update(pct=_pct, num=_num, when=_when)
+templates.env.filters.update(pct=_pct, num=_num, when=_when, excerpt=_excerpt)
 templates.env.globals.update(bar=_bar)
 
 
