@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,7 +125,12 @@ def export_onnx(
         ["an example ticket", "a second, longer example ticket text"], padding=True, return_tensors="pt"
     )
     fp32_path = out / FP32_FILE
-    with torch.inference_mode():
+    # the TorchScript exporter: no onnxscript needed; its deprecation and tracer notices are
+    # for torch's developers, not for people exporting an adapter
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
         torch.onnx.export(
             module,
             (sample["input_ids"], sample["attention_mask"]),

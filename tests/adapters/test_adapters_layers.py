@@ -121,7 +121,8 @@ def test_auto_falls_back_to_the_top_half_when_every_layer_does_not_fit(
         texts, labels, base=tiny_base, task="t", tenant="acme", recipe=small_recipe(epochs=None)
     )
     assert doubled.card.recipe["train_layers"] == 1
-    assert doubled.card.recipe["epochs"] == 2 * classifier.PRESET_EPOCHS["auto"]
+    preset = classifier.resolve_preset(small_recipe(epochs=None), len(texts), len(set(labels))).epochs
+    assert preset is not None and doubled.card.recipe["epochs"] == 2 * preset
 
     plans.clear()  # a fitting plan keeps every layer
     monkeypatch.setattr(classifier, "_plan_epochs", original)

@@ -19,13 +19,7 @@ from deskpilot.adapters.onnx_export import (
 from deskpilot.errors import DeskpilotError
 
 pytest.importorskip("onnxruntime")
-pytestmark = [
-    peft_warning,
-    # torch's TorchScript-based exporter warns about its own deprecation and about traced ifs
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
-    pytest.mark.filterwarnings("ignore::UserWarning"),
-]
+pytestmark = peft_warning  # the export merges the adapter through a PeftModel
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,11 @@ def test_bench_serve_prints_and_writes_every_figure(
         "latency_p50_ms",
         "rss_50_over_1",
         "mixed_over_single",
+        "onnx_int8_loss_points",
     }
+    # the same merged model in fp32 as the pipeline's (a near tie may still fall the other way)
+    assert abs(summary["accuracy_onnx_fp32"] - summary["accuracy_pipeline"]) <= 0.05
+    assert summary["onnx_int8_texts_per_s"] > 0 and 0 <= summary["accuracy_onnx_int8"] <= 1
     saved = json.loads((out / "serve.json").read_text())
     assert {k: saved[k] for k in KEYS} == {k: summary[k] for k in KEYS}
     assert saved["command"].startswith("deskpilot ") and saved["machine"]["cpu"]
