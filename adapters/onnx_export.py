@@ -205,7 +205,8 @@ class OnnxClassifier:
                 hint=f"run `deskpilot adapters export-onnx --task {card.task}` first",
             )
         if int8 and not unchecked:
-            report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+            written = folder / REPORT_FILE
+            report = json.loads(written.read_text(encoding="utf-8")) if written.is_file() else {}
             if report.get("int8_ok") is not True:
                 raise DeskpilotError(
                     f"the int8 export of {card.task} {card.version} lost "

@@ -67,6 +67,9 @@ def test_an_int8_export_that_failed_its_check_is_refused(
     with pytest.raises(DeskpilotError, match=r"lost 1\.8 accuracy points"):
         OnnxClassifier(copy, trained.card, int8=True)
     assert len(OnnxClassifier(copy, trained.card, int8=True, unchecked=True).predict(["x"])) == 1
+    (copy / ONNX_DIR / REPORT_FILE).unlink()
+    with pytest.raises(DeskpilotError, match="never checked"):
+        OnnxClassifier(copy, trained.card, int8=True)
 
 
 def test_no_export_is_a_clear_error(trained_intent: Trained, tmp_path: Path) -> None:
