@@ -17,6 +17,7 @@ check failed unless told otherwise.
 from __future__ import annotations
 
 import json
+import random
 import time
 import warnings
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from deskpilot.adapters.catalog import BaseModel, resolve
 from deskpilot.adapters.classifier import HEAD_FILE
 from deskpilot.adapters.encoding import load_encoder, load_tokenizer, mean_pool, tokenize
 from deskpilot.adapters.hardware import usable_cores
-from deskpilot.adapters.registry import AdapterCard
+from deskpilot.adapters.registry import TRAIN_ROWS, AdapterCard, read_rows_file
 from deskpilot.errors import ConfigError, DeskpilotError
 
 ONNX_DIR = "onnx"
@@ -43,6 +44,8 @@ REPORT_FILE = "export.json"
 # the issue's bar for shipping int8: at most this many accuracy points below fp32
 MAX_INT8_LOSS_POINTS = 0.5
 OPSET = 17
+# without labelled check data, int8 is checked on this many of the adapter's training rows
+CHECK_ROWS = 2000
 
 
 @dataclass
@@ -80,6 +83,15 @@ class _Exported(nn.Module):
         ).last_hidden_state
         emb = F.normalize(mean_pool(hidden, attention_mask), dim=-1)
         return self.head(emb), emb
+
+
+def training_sample(adapter_dir: Path, n: int = CHECK_ROWS, seed: int = 0) -> list[str]:
+    """Up to ``n`` seeded texts of the rows the adapter was trained on ([] if it kept none)."""
+    path = adapter_dir / TRAIN_ROWS
+    if not path.is_file():
+        return []
+    texts = read_rows_file(path)[0]
+    return [texts[i] for i in random.Random(seed).sample(range(len(texts)), min(n, len(texts)))]
 
 
 def _require_onnx() -> Any:

@@ -481,20 +481,14 @@ def _measure_onnx(
     int8 is checked on the adapter's own training rows (a sample), as `deskpilot adapters
     export-onnx` does, and then measured on the benchmark texts like the others.
     """
-    import random
     import shutil
 
-    from deskpilot.adapters.onnx_export import OnnxClassifier, export_onnx
-    from deskpilot.adapters.registry import TRAIN_ROWS, read_rows_file
+    from deskpilot.adapters.onnx_export import OnnxClassifier, export_onnx, training_sample
 
     with tempfile.TemporaryDirectory(prefix="deskpilot-bench-onnx-") as tmp:
         folder = Path(tmp) / "adapter"
         shutil.copytree(adapter_dir, folder)
-        check: list[str] = []
-        if (folder / TRAIN_ROWS).is_file():
-            rows = read_rows_file(folder / TRAIN_ROWS)[0]
-            check = [rows[i] for i in random.Random(cfg.seed).sample(range(len(rows)), min(2000, len(rows)))]
-        report = export_onnx(folder, card, check_texts=check)
+        report = export_onnx(folder, card, check_texts=training_sample(folder, seed=cfg.seed))
         figures: dict[str, Any] = {
             "onnx_int8_check_loss_points": report.int8_loss_points,
             "onnx_int8_check_ok": report.int8_ok,

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-# rows of the adapter's own training data used to check int8 when no --check-data is given
-CHECK_ROWS = 2000
 
 
 def register(adapters_app: typer.Typer) -> None:
@@ -46,22 +42,20 @@ def export_onnx_cmd(
     tenant = _tenant(tenant)
     with user_errors():
         _quiet_libraries()
-        from deskpilot.adapters.onnx_export import MAX_INT8_LOSS_POINTS, export_onnx
+        from deskpilot.adapters.onnx_export import MAX_INT8_LOSS_POINTS, export_onnx, training_sample
 
         registry = _registry()
         card = registry.card(tenant, task, version)
+        folder = registry.path(tenant, task, card.version)
         texts: list[str] = []
         labels: list[str] | None = None
         if check_data is not None:
             rows = read_rows(check_data, text_column=text_column, label_column=label_column)
             texts, labels = rows.texts, rows.labels
         elif int8:
-            kept = registry.rows(tenant, task, card.version)
-            if kept is not None:
-                sample = random.Random(0).sample(range(len(kept[0])), min(CHECK_ROWS, len(kept[0])))
-                texts = [kept[0][i] for i in sample]
+            texts = training_sample(folder)
         report = export_onnx(
-            registry.path(tenant, task, card.version),
+            folder,
             card,
             int8=int8,
             check_texts=texts,

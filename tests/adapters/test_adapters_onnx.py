@@ -15,6 +15,7 @@ from deskpilot.adapters.onnx_export import (
     REPORT_FILE,
     OnnxClassifier,
     export_onnx,
+    training_sample,
 )
 from deskpilot.errors import DeskpilotError
 
@@ -76,3 +77,13 @@ def test_no_export_is_a_clear_error(trained_intent: Trained, tmp_path: Path) -> 
     folder = copy_adapter(trained_intent.directory, tmp_path / "plain")
     with pytest.raises(DeskpilotError, match="export-onnx"):
         OnnxClassifier(folder, trained_intent.card)
+
+
+def test_the_default_check_texts_are_a_seeded_sample_of_the_training_rows(tmp_path: Path) -> None:
+    assert training_sample(tmp_path) == []  # an adapter that kept no rows: nothing to check on
+    rows = [{"text": f"ticket {i}", "label": "a"} for i in range(50)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sample = training_sample(tmp_path, n=10, seed=3)
+    assert len(set(sample)) == 10 and set(sample) <= {r["text"] for r in rows}
+    assert sample == training_sample(tmp_path, n=10, seed=3) != training_sample(tmp_path, n=10, seed=4)
+    assert len(training_sample(tmp_path, n=500)) == 50
