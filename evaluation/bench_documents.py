@@ -32,7 +32,7 @@ from deskpilot.documents.extract import extract_one
 from deskpilot.documents.fields import extract_fields
 from deskpilot.errors import InputDataError
 from deskpilot.evaluation import datasets, report
-from deskpilot.evaluation.bench_quality import machine_info
+from deskpilot.evaluation.report import machine_info
 
 BENCH = "documents"
 HERE = Path(__file__).resolve().parent

@@ -540,7 +540,7 @@ def run_fuzz(
             "hypothesis": _version("hypothesis"),
         },
         "seconds": round(seconds, 1),
-        "machine": _machine(),
+        "machine": report.machine_info(),
     }
     if out_dir is not None:
         report.write_json(Path(out_dir) / f"{BENCH}.json", results)
@@ -560,13 +560,6 @@ def _version(package: str) -> str | None:
 
 def _requirement(value: int, target: str, met: bool) -> dict[str, Any]:
     return {"value": value, "target": target, "met": met}
-
-
-def _machine() -> dict[str, Any]:
-    from deskpilot.evaluation.bench_quality import machine_info
-
-    info: dict[str, Any] = machine_info()
-    return info
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:

@@ -814,7 +814,7 @@ def run_ingress(
             "path": f"/webhooks/{TENANT}/generic/{SOURCE}",
         },
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "machine": _machine(),
+        "machine": report.machine_info(),
     }
     if out_dir is not None:
         report.write_json(Path(out_dir) / f"{BENCH}.json", results)
@@ -860,13 +860,6 @@ def _figures(
         "duplicates": final["duplicates"],
         "duplicate_answers": load.replayed,
     }
-
-
-def _machine() -> dict[str, Any]:
-    from deskpilot.evaluation.bench_quality import machine_info
-
-    info: dict[str, Any] = machine_info()
-    return info
 
 
 KEYS = (

@@ -332,7 +332,7 @@ def run_load(
             "rate_limits": "lifted",
         },
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
-        "machine": _machine(),
+        "machine": report.machine_info(),
     }
     if out_dir is not None:
         report.write_json(Path(out_dir) / f"{BENCH}.json", results)
@@ -346,13 +346,6 @@ def _load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:  # not available on this platform
         return None
-
-
-def _machine() -> dict[str, Any]:
-    from deskpilot.evaluation.bench_quality import machine_info
-
-    info: dict[str, Any] = machine_info()
-    return info
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,6 @@ CLI; :class:`DeskpilotTrainer` is the default (train -> register in a temporary 
 
 from __future__ import annotations
 
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -29,7 +27,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +44,7 @@ from deskpilot.evaluation.baselines import (
 )
 from deskpilot.evaluation.datasets import OOS_LABEL, LabelledSplit
 from deskpilot.evaluation.metrics import classification_report, coverage_curve, expected_calibration_error
+from deskpilot.evaluation.report import machine_info
 
 BENCH = "quality"
 HERE = Path(__file__).resolve().parent
@@ -301,33 +299,6 @@ def score_predictions(
 
 
 # --- running ------------------------------------------------------------------------------
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for dist in ("scikit-learn", "torch", "transformers", "sentence-transformers", "peft", "numpy"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def machine_info() -> dict[str, Any]:
-    """What the figures were measured on (timings mean nothing without it)."""
-    from deskpilot.adapters.hardware import cpu_model
-
-    torch = sys.modules.get("torch")
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "torch_threads": torch.get_num_threads() if torch is not None else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": _versions(),
-    }
 
 
 def _describe(trainer: DeskpilotFn) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from deskpilot.config import Settings
 from deskpilot.errors import InputDataError
-from deskpilot.evaluation.bench_quality import machine_info
+from deskpilot.evaluation.report import machine_info
 from deskpilot.jobs.responder_training import Pairs, fit_responder
 from deskpilot.tasks.knowledge_index import MEMORY_TENANT, KnowledgeIndex
 from deskpilot.tasks.respond import Responder, ResponderPolicy, invented_identifiers

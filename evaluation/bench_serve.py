@@ -377,12 +377,6 @@ def run_child(config: dict[str, Any], log: Log) -> dict[str, Any]:
 # --- the run ------------------------------------------------------------------------------
 
 
-def _machine() -> dict[str, Any]:
-    from deskpilot.evaluation.bench_quality import machine_info
-
-    return machine_info()
-
-
 def checks(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each requirement: the measured value, its target and whether it is met."""
     f = figures
@@ -612,7 +606,7 @@ def run_serve(
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
         "machine": {},
     }
-    results["machine"] = _machine()
+    results["machine"] = report.machine_info()
     results["machine"]["torch_threads"] = torch.get_num_threads()
     report.write_json(Path(out_dir) / f"{BENCH}.json", results)
     if markdown is not None:

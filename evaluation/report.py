@@ -12,9 +12,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import platform
 import re
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -338,3 +341,30 @@ def publish_quality(results: Mapping[str, Any], markdown: Path, plots_dir: Path)
             for name, paths in written.items()
         }
     return update_section(markdown, "quality", render_quality(results, links))
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for dist in ("scikit-learn", "torch", "transformers", "sentence-transformers", "peft", "numpy"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on (timings mean nothing without it)."""
+    from deskpilot.adapters.hardware import cpu_model
+
+    torch = sys.modules.get("torch")
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": _versions(),
+    }
