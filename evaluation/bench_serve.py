@@ -18,7 +18,8 @@ One run measures, on the same texts (Banking77 test by default) and the same ada
   adapter *i mod 50* (every pass mixes all 50 adapters: the worst case). The 50 adapters
   are the benchmarked adapter cloned under 50 task names, the LoRA ``B`` matrices of
   clones 1..49 scaled by ``1 + 0.05 * N(0, 1)`` noise (seeded), so every clone has
-  weights of its own; they live in a temporary registry.
+  weights of its own (an adapter with all-zero B matrices gets seeded random ones, see
+  :func:`clone_adapters`); they live in a temporary registry.
 
 Throughputs are the best of ``repeats`` runs (the machine may be shared). Figures go to
 ``evaluation/results/serve.json`` (with machine, date and command line) and to the
@@ -250,7 +251,13 @@ def measure_latency(engine: Any, tenant: str, task: str, texts: Sequence[str], w
 
 def clone_adapters(source: Path, card: Any, root: Path, n: int, seed: int) -> list[str]:
     """Register ``n`` copies of an adapter (tenant ``bench``, tasks ``serve-00``...) under
-    ``root``; copies 1..n-1 get their LoRA B matrices scaled by ``1 + 0.05 * N(0, 1)``."""
+    ``root``; copies 1..n-1 get their LoRA B matrices scaled by ``1 + 0.05 * N(0, 1)``.
+
+    An adapter whose LoRA B matrices are all zero (its best checkpoint was the probe) would
+    make every copy the bare base, which the engine serves without any LoRA work: the mixed
+    stream would then measure nothing. Its copies (all of them) get seeded random B matrices
+    instead (``0.01 * N(0, 1)``); what a pass costs does not depend on the values.
+    """
     import copy
     import shutil
 
@@ -262,20 +269,26 @@ def clone_adapters(source: Path, card: Any, root: Path, n: int, seed: int) -> li
     registry = Registry(root)
     weights = load_file(str(Path(source) / "adapter_model.safetensors"))
     generator = torch.Generator().manual_seed(seed)
+    bare = lora_is_zero(Path(source))
+    if bare:
+        weights = {
+            k: (0.01 * torch.randn(v.shape, generator=generator)).to(v.dtype) if ".lora_B." in k else v
+            for k, v in weights.items()
+        }
     tasks = []
     for i in range(n):
         staging = Path(tempfile.mkdtemp(prefix="clone-", dir=root.parent))
         for item in Path(source).iterdir():
             if item.is_file() and item.name != "card.json":
                 shutil.copy2(item, staging / item.name)
-        if i:
-            perturbed = {
+        if i or bare:
+            saved = {
                 k: (v * (1 + 0.05 * torch.randn(v.shape, generator=generator))).contiguous()
-                if ".lora_B." in k
+                if ".lora_B." in k and i
                 else v
                 for k, v in weights.items()
             }
-            save_file(perturbed, str(staging / "adapter_model.safetensors"))
+            save_file(saved, str(staging / "adapter_model.safetensors"))
         clone = copy.deepcopy(card)
         clone.tenant, clone.task, clone.version, clone.created_at = "bench", f"serve-{i:02d}", "", ""
         registry.register(staging, clone, promote=True)
@@ -561,6 +574,7 @@ def run_serve(
         root = Path(tmp) / "adapters"
         root.mkdir()
         tasks = clone_adapters(adapter_dir, card, root, cfg.adapters, cfg.seed)
+        figures["clones_random_lora"] = lora_is_zero(adapter_dir)
         child = run_child(
             {
                 "registry": str(root),
@@ -739,7 +753,13 @@ def render_serve(results: dict[str, Any]) -> str:
         "and streams are measured in a fresh child process: RSS after loading 1 adapter, then after "
         f"{n_adapters} (the adapter cloned under {n_adapters} task names, LoRA B of each clone scaled "
         "by seeded noise); streams send one-text requests, 64 per `Engine.predict_many` call (what "
-        f"the micro-batcher does under load), request i to adapter i mod {n_adapters}.",
+        f"the micro-batcher does under load), request i to adapter i mod {n_adapters}."
+        + (
+            " The benchmarked adapter's LoRA B matrices are all zero (its best checkpoint was the "
+            "probe), so the clones got seeded random LoRA B matrices: every pass does LoRA work."
+            if results.get("clones_random_lora")
+            else ""
+        ),
         "",
         "Reference: " + "; ".join(results.get("reference", [])) + ".",
         "",

@@ -898,7 +898,10 @@ def bench_serve_cmd(
             )
         card = registry.card(tenant, task)
         if lora_is_zero(registry.path(tenant, task, card.version)):
-            warn(f"{task} {card.version} has all-zero LoRA weights (probe only): merging changes nothing")
+            warn(
+                f"{task} {card.version} has all-zero LoRA weights (probe only): merging changes nothing, "
+                "and the adapter copies of the memory and mixed-stream figures get seeded random LoRA weights"
+            )
         texts, labels = test.texts, test.labels
         if sample is not None:
             texts, labels = spread(texts, sample), spread(labels, sample)

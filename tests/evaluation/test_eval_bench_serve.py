@@ -111,6 +111,36 @@ def test_clones_have_weights_of_their_own(trained: tuple[Path, list[str], list[s
     assert all(clones.champion_version("bench", t) == "v1" for t in tasks)
 
 
+def test_clones_of_a_probe_only_adapter_get_lora_work(
+    trained: tuple[Path, list[str], list[str]], tmp_path: Path
+) -> None:
+    """All-zero LoRA B (the probe won validation) would make every clone the bare base, which
+    the engine serves without LoRA: the mixed stream would measure nothing."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    root, _, _ = trained
+    registry = Registry(root)
+    card = registry.card("acme", "intent")
+    probe = tmp_path / "probe"
+    shutil.copytree(registry.path("acme", "intent", card.version), probe)
+    weights = load_file(str(probe / "adapter_model.safetensors"))
+    zeroed = {k: torch.zeros_like(v) if ".lora_B." in k else v for k, v in weights.items()}
+    save_file(zeroed, str(probe / "adapter_model.safetensors"))
+    assert bench_serve.lora_is_zero(probe)
+    target = tmp_path / "adapters"
+    target.mkdir()
+    tasks = clone_adapters(probe, card, target, 3, seed=0)
+    clones = Registry(target)
+    paths = [clones.path("bench", t, "v1") for t in tasks]
+    assert not any(bench_serve.lora_is_zero(p) for p in paths)
+    first, second = (load_file(str(p / "adapter_model.safetensors")) for p in paths[:2])
+    b_keys = [k for k in first if ".lora_B." in k]
+    assert b_keys and all(not torch.equal(first[k], second[k]) for k in b_keys)
+    assert all(torch.equal(first[k], zeroed[k]) for k in first if ".lora_A." in k)
+
+
 @pytest.mark.slow
 def test_run_serve_writes_every_figure(trained: tuple[Path, list[str], list[str]], tmp_path: Path) -> None:
     root, texts, labels = trained
