@@ -12,7 +12,9 @@ Why it looks like this:
   bf16 matrix-vector kernel is compute-bound). The int8 error is small next to the 4-bit
   quantization the packaged weights already carry (mean KL to fp32 0.006 nats a token);
 - greedy decoding with a mild repetition penalty: drafts must be reproducible and a
-  135M model sampled at temperature wanders off topic;
+  135M model sampled at temperature wanders off topic. For a Llama-family model on the CPU
+  the greedy tokens come from :mod:`deskpilot.adapters.fastdecoder` (the same search without
+  ``generate()``'s per-token machinery); anything else, and sampling, uses ``generate()``;
 - the mean log-probability of the chosen tokens comes back with the text, a cheap
   confidence signal for deciding whether a draft is worth showing.
 
@@ -45,6 +47,7 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from deskpilot.adapters.catalog import CHATML_TEMPLATE, BaseModel
+from deskpilot.adapters.fastdecoder import FastDecoder
 from deskpilot.adapters.hardware import configure_threads, use_bf16
 from deskpilot.errors import InputDataError, ModelNotFoundError
 from deskpilot.types import Generation
@@ -179,10 +182,13 @@ class GeneratorModel:
     tokenizer: PreTrainedTokenizerBase
     adapter: Path | None = None
     repetition_penalty: float = REPETITION_PENALTY
+    fast: bool = True
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self.stop_ids = stop_token_ids(self.tokenizer, self.model)
+        # greedy drafts of a Llama-family model on the CPU skip generate() (see fastdecoder)
+        self.decoder = FastDecoder.build(self.model) if self.fast else None
         # positions the model knows; a longer prompt loses its middle (see fit_prompt)
         self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
 
@@ -196,13 +202,15 @@ class GeneratorModel:
         int8: str = "auto",
         threads: int | None = None,
         device: str = "cpu",
+        fast: bool = True,
     ) -> GeneratorModel:
         """Load ``base`` and merge ``adapter`` (a PEFT LoRA folder) into its weights.
 
         ``int8`` ("auto": on a CPU with fast bf16, unless ``bf16`` is "off", as its matmuls
         run in bf16) stores the linear layers' weights in int8; otherwise ``bf16`` ("auto":
         on CUDA only) converts all weights to bf16 once. ``threads`` sets torch's thread
-        count (None leaves it as it is); ``device`` ("cpu", "cuda") where the model runs.
+        count (None leaves it as it is); ``device`` ("cpu", "cuda") where the model runs;
+        ``fast`` False always decodes through ``generate()``.
         """
         if threads is not None:
             configure_threads(threads)
@@ -215,7 +223,7 @@ class GeneratorModel:
         elif inference_bf16(bf16, device):
             nn.Module.to(model, torch.bfloat16)  # in place
         nn.Module.to(model, device)
-        return cls(base, model, tokenizer, adapter=Path(adapter) if adapter else None)
+        return cls(base, model, tokenizer, adapter=Path(adapter) if adapter else None, fast=fast)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -243,25 +251,51 @@ class GeneratorModel:
             if seed is not None:
                 torch.manual_seed(seed)
             started = time.perf_counter()
-            model: Any = self.model  # generate() comes from a mixin the stubs do not see
-            out = model.generate(
-                input_ids=torch.tensor([ids], device=self.model.device),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.model.device),
-                generation_config=self._config(max_new_tokens, temperature),
-                logits_processor=LogitsProcessorList(
-                    [AnswerRepetitionPenalty(self.repetition_penalty, len(ids))]
-                ),
-                streamer=PieceStreamer(self.tokenizer, on_token) if on_token else None,
-            )
+            streamer = PieceStreamer(self.tokenizer, on_token) if on_token else None
+            if self.decoder is not None and temperature <= 0:
+                new, logits = self._decode_fast(ids, max_new_tokens, streamer)
+            else:
+                new, logits = self._decode_generate(ids, max_new_tokens, temperature, streamer)
             seconds = time.perf_counter() - started
-        new = out.sequences[0, len(ids) :].tolist()
         return Generation(
             text=decode(self.tokenizer, new).strip(),
             new_tokens=len(new),
             prompt_tokens=len(ids),
             seconds=round(seconds, 4),
-            mean_logprob=mean_logprob(out.logits, new),
+            mean_logprob=mean_logprob(logits, new),
         )
+
+    def _decode_fast(
+        self, ids: list[int], max_new_tokens: int, streamer: PieceStreamer | None
+    ) -> tuple[list[int], Sequence[torch.Tensor]]:
+        assert self.decoder is not None
+        if streamer is not None:
+            streamer.prompt_skipped = True
+        tokens, logits = self.decoder.decode(
+            ids,
+            max_new_tokens,
+            self.stop_ids,
+            self.repetition_penalty,
+            on_token=(lambda token: streamer.put(torch.tensor([token]))) if streamer is not None else None,
+        )
+        if streamer is not None:
+            streamer.end()
+        return tokens, logits
+
+    def _decode_generate(
+        self, ids: list[int], max_new_tokens: int, temperature: float, streamer: PieceStreamer | None
+    ) -> tuple[list[int], Sequence[torch.Tensor]]:
+        model: Any = self.model  # generate() comes from a mixin the stubs do not see
+        out = model.generate(
+            input_ids=torch.tensor([ids], device=self.model.device),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.model.device),
+            generation_config=self._config(max_new_tokens, temperature),
+            logits_processor=LogitsProcessorList(
+                [AnswerRepetitionPenalty(self.repetition_penalty, len(ids))]
+            ),
+            streamer=streamer,
+        )
+        return out.sequences[0, len(ids) :].tolist(), out.logits
 
     def _config(self, max_new_tokens: int, temperature: float) -> GenerationConfig:
         """A config of our own, so a base's sampling defaults never leak in (or warn)."""
