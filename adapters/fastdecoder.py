@@ -11,7 +11,7 @@ the same arithmetic as ``LlamaForCausalLM`` with:
   model's own layers keep working and nothing is stored twice);
 - a KV cache allocated once per draft and written in place;
 - RMSNorm as one call, no attention mask (the one new token sees every earlier one);
-- greedy choice with the responder's repetition penalty (on the reply's tokens only).
+- greedy choice after the caller's logits processor (the responder's repetition penalty).
 
 The prompt itself (the prefill: many tokens in one pass) goes through the model as usual and
 fills the cache. :meth:`FastDecoder.build` returns None for anything it does not recognise,
@@ -148,12 +148,15 @@ class FastDecoder:
         prompt: Sequence[int],
         max_new_tokens: int,
         stop_ids: Sequence[int],
-        penalty: float,
+        process: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         on_token: Callable[[int], None] | None = None,
     ) -> tuple[list[int], list[torch.Tensor]]:
         """(new tokens, the raw logits ``[1, vocab]`` that chose each one).
 
-        A stop token ends the draft and is returned with it, as ``generate()`` does.
+        ``process(reply_ids [1, n], logits [1, vocab])`` adjusts the scores before the greedy
+        choice, as a logits processor does (the caller's repetition penalty, given a prompt
+        length of 0: it sees the reply's tokens only). A stop token ends the draft and is
+        returned with it, as ``generate()`` does.
         """
         length = len(prompt)
         out = self.model(
@@ -175,7 +178,7 @@ class FastDecoder:
         raw: list[torch.Tensor] = []
         for step in range(max_new_tokens):
             raw.append(logits)
-            token = int(_penalised(logits[0], tokens, penalty).argmax())
+            token = int(process(torch.tensor([tokens], dtype=torch.long), logits)[0].argmax())
             tokens.append(token)
             if on_token is not None:
                 on_token(token)
@@ -234,14 +237,3 @@ class FastDecoder:
         x = F.rms_norm(x, (hidden,), self.norm, self.eps)
         logits: torch.Tensor = self.lm_head(x).float()
         return logits
-
-
-def _penalised(logits: torch.Tensor, tokens: Sequence[int], penalty: float) -> torch.Tensor:
-    """The repetition penalty on the reply's own tokens (``AnswerRepetitionPenalty``'s rule)."""
-    if not tokens or penalty == 1.0:
-        return logits
-    seen = torch.tensor(sorted(set(tokens)))
-    picked = logits[seen]
-    out = logits.clone()
-    out[seen] = torch.where(picked < 0, picked * penalty, picked / penalty)
-    return out

@@ -270,12 +270,12 @@ class GeneratorModel:
     ) -> tuple[list[int], Sequence[torch.Tensor]]:
         assert self.decoder is not None
         if streamer is not None:
-            streamer.prompt_skipped = True
+            streamer.put(torch.tensor([ids]))  # the prompt first, as generate() does
         tokens, logits = self.decoder.decode(
             ids,
             max_new_tokens,
             self.stop_ids,
-            self.repetition_penalty,
+            AnswerRepetitionPenalty(self.repetition_penalty, prompt_length=0),
             on_token=(lambda token: streamer.put(torch.tensor([token]))) if streamer is not None else None,
         )
         if streamer is not None:
