@@ -279,6 +279,15 @@ def checks(figures: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _validation(report: Mapping[str, Any]) -> str:
+    if "generated_rows" not in report:
+        return ""
+    return (
+        f" on {report['rows']} validation tickets (generate {report['generated_rows']}: ROUGE-L "
+        f"{report['rouge_l_gain']:+.4f}, cosine {report['cosine_gain']:+.4f} over reusing)"
+    )
+
+
 def render(figures: Mapping[str, Any]) -> str:
     lines = [
         f"Measured {figures['date']} on {figures['machine'].get('cpu')} "
@@ -309,7 +318,7 @@ def render(figures: Mapping[str, Any]) -> str:
         )
         lines.append(
             f"- {name}: (c) - (a) {diffs}; drafts {data['modes']}; LoRA on {data['train_pairs']} pairs "
-            f"in {data['train_seconds']:.0f} s; tuned {data['policy']}"
+            f"in {data['train_seconds']:.0f} s; tuned {data['policy']}{_validation(data['validation'])}"
         )
     lines.append(
         f"- per generated draft: p50 {figures['latency_p50_s']} s, p95 {figures['latency_p95_s']} s, "
