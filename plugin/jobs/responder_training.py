@@ -37,10 +37,6 @@ logger = logging.getLogger("deskpilot.jobs")
 
 MIN_PAIRS = 10
 VALIDATION_MAX = 96  # each costs a generation (~2-3 s on 2 cores); 32 chose thresholds that did not hold
-# new tokens a validation draft may have; the longest is chosen only if it gains more. Replies
-# run ~100 words (English tickets): 80 tokens cut them short, and ROUGE-L counts what is missing
-# (the nearest past answer cut to 60 words scores 0.332 against 0.352 whole on train rows)
-DRAFT_LENGTHS = (80, 128)
 DEFAULT_FLOOR = 0.35  # MiniLM cosine: below this the nearest resolved ticket is about something else
 Log = Callable[[str], None]
 
@@ -240,20 +236,8 @@ def choose_policy(rows: ValidationRows, policy: ResponderPolicy) -> tuple[Respon
 def tune_policy(
     index: KnowledgeIndex, generator: Any, val: Pairs, embedder: Any, policy: ResponderPolicy
 ) -> tuple[ResponderPolicy, dict[str, Any]]:
-    """Drafts for the validation tickets at each of :data:`DRAFT_LENGTHS`, :func:`choose_policy`
-    on how they scored, and the length whose best choice gains most (ties: the shorter)."""
-    best: tuple[float, ResponderPolicy, dict[str, Any]] | None = None
-    tried: dict[str, Any] = {}
-    for length in DRAFT_LENGTHS:
-        at = replace(policy, max_new_tokens=length)
-        tuned, report = choose_policy(score_validation(index, generator, val, embedder, at), at)
-        tried[str(length)] = report
-        worst = min(report["rouge_l_gain"], report["cosine_gain"])
-        if best is None or worst > best[0]:
-            best = (worst, tuned, report)
-    assert best is not None
-    _, tuned, report = best
-    return tuned, {**report, "max_new_tokens": tuned.max_new_tokens, "by_max_new_tokens": tried}
+    """Drafts for the validation tickets, then :func:`choose_policy` on how they scored."""
+    return choose_policy(score_validation(index, generator, val, embedder, policy), policy)
 
 
 def import_knowledge(index: KnowledgeIndex, tenant: str, task: str, pairs: Pairs) -> int:
