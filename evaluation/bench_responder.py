@@ -282,9 +282,15 @@ def checks(figures: Mapping[str, Any]) -> dict[str, Any]:
 def _validation(report: Mapping[str, Any]) -> str:
     if "generated_rows" not in report:
         return ""
+    best = (
+        f"; the best generated {report['best_generated_rows']}, weaker gain {report['best_gain']:+.4f} "
+        f"(standard error {report['standard_error']:.4f})"
+        if "best_gain" in report
+        else ""
+    )
     return (
         f" on {report['rows']} validation tickets (generate {report['generated_rows']}: ROUGE-L "
-        f"{report['rouge_l_gain']:+.4f}, cosine {report['cosine_gain']:+.4f} over reusing)"
+        f"{report['rouge_l_gain']:+.4f}, cosine {report['cosine_gain']:+.4f} over reusing{best})"
     )
 
 

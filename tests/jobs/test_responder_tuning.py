@@ -86,12 +86,46 @@ def test_drafts_that_win_on_meaning_but_lose_on_wording_are_not_generated() -> N
 
 def test_the_threshold_sits_between_rows_and_tickets_under_the_floor_count_for_nothing() -> None:
     rows = ValidationRows(
-        best=[0.2, 0.6, 0.95],  # under the floor: no draft whatever the policy
-        confidence=[0.5, 0.5, 0.5],
-        rouge_gain=[0.5, 0.1, -0.3],
-        cosine_gain=[0.5, 0.2, 0.1],
+        best=[0.2, 0.6, 0.6, 0.6, 0.95],  # under the floor: no draft whatever the policy
+        confidence=[0.5] * 5,
+        rouge_gain=[0.5, 0.1, 0.1, 0.1, -0.3],
+        cosine_gain=[0.5, 0.2, 0.2, 0.2, 0.1],
     )
     policy, report = choose_policy(rows, ResponderPolicy(floor=0.35))
     assert policy.reuse_similarity == 0.775  # halfway between 0.6 and 0.95
-    assert report["generated_rows"] == 1
-    assert (report["rouge_l_gain"], report["cosine_gain"]) == (round(0.1 / 3, 4), round(0.2 / 3, 4))
+    assert report["generated_rows"] == 3
+    assert (report["rouge_l_gain"], report["cosine_gain"]) == (round(0.3 / 5, 4), round(0.6 / 5, 4))
+
+
+def _rows(gains: list[float]) -> ValidationRows:
+    # row i has similarity 0.4 + 0.005 i: a threshold generates the rows below it
+    return ValidationRows(
+        best=[0.4 + 0.005 * i for i in range(len(gains))],
+        confidence=[0.5] * len(gains),
+        rouge_gain=gains,
+        cosine_gain=[g + 0.05 for g in gains],
+    )
+
+
+def test_within_one_standard_error_of_the_best_the_fewest_drafts_are_written() -> None:
+    # 40 rows gain 0.2 each, then 40 that gain a little on average (noisily): generating all 80
+    # is best on these rows, but by less than its standard error over generating the first 40
+    gains = [0.2] * 40 + [0.1, -0.08] * 20 + [-0.3] * 20
+    policy, report = choose_policy(_rows(gains), ResponderPolicy(floor=0.35))
+    assert report["best_generated_rows"] == 79  # the last +0.1 row before the -0.3 ones
+    best, error, k = report["best_gain"], report["standard_error"], report["generated_rows"]
+    assert isinstance(best, float) and isinstance(error, float) and isinstance(k, int)
+    assert error > 0.01 and 20 < k <= 40  # the noisy rows reuse (and, within the noise, a few sure ones)
+    # the fewest rows whose gain is within one standard error of the best (figures rounded)
+    assert sum(gains[:k]) / len(gains) >= best - error - 1e-4
+    assert sum(gains[: k - 1]) / len(gains) < best - error + 1e-4
+    assert policy.reuse_similarity == round(0.4 + 0.005 * (k - 0.5), 4)  # between rows k-1 and k
+
+
+def test_a_gain_within_noise_of_none_reuses() -> None:
+    # a few rows that gain among many that lose as much: the best subset is luck
+    gains = [0.3, -0.3, 0.3, -0.3, 0.3, -0.3, 0.3, -0.3, 0.3, -0.3, -0.3, 0.3]
+    policy, report = choose_policy(_rows(gains), ResponderPolicy(floor=0.35))
+    assert report["best_gain"] > 0  # type: ignore[operator]
+    assert report["generated_rows"] == 0 and report["rouge_l_gain"] == 0.0
+    assert policy.reuse_similarity == policy.floor
