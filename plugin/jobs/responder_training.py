@@ -19,6 +19,8 @@ import hashlib
 import importlib
 import itertools
 import logging
+import math
+import statistics
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -221,7 +223,8 @@ def choose_policy(rows: ValidationRows, policy: ResponderPolicy) -> tuple[Respon
             grid.append((min(rouge, cos), rouge + cos, -t, m, rouge, cos, picked))
     best = max(grid, key=lambda g: g[:4])  # ties: more gain, then reuse more
     weaker = rows.rouge_gain if best[4] <= best[5] else rows.cosine_gain
-    error = _standard_error([weaker[i] if i in set(best[6]) else 0.0 for i in range(n)])
+    generated_by_best = set(best[6])
+    error = _standard_error([weaker[i] if i in generated_by_best else 0.0 for i in range(n)])
     if best[0] <= 0:  # no way of generating beats reusing on both metrics here
         picked_t, min_conf, rouge, cos, generated = policy.floor, 0.0, 0.0, 0.0, 0
     else:
@@ -249,11 +252,7 @@ def choose_policy(rows: ValidationRows, policy: ResponderPolicy) -> tuple[Respon
 
 def _standard_error(values: Sequence[float]) -> float:
     """Of the mean of ``values`` (0 for fewer than two)."""
-    if len(values) < 2:
-        return 0.0
-    mean = sum(values) / len(values)
-    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return float((variance / len(values)) ** 0.5)
+    return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
 
 
 def tune_policy(
