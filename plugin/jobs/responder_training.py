@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from deskpilot.errors import InputDataError
 from deskpilot.tasks.knowledge_index import MEMORY_TENANT, KnowledgeIndex
@@ -187,6 +187,21 @@ def score_validation(
     return ValidationRows(best, confidence, rouge_gain, [d - r for d, r in zip(drafted, reused, strict=True)])
 
 
+class _Candidate(NamedTuple):
+    """Generate below ``threshold`` when the draft's confidence is at least ``min_confidence``:
+    its gains over always reusing, and the validation rows it generates."""
+
+    threshold: float
+    min_confidence: float
+    rouge: float
+    cosine: float
+    rows: list[int]
+
+    @property
+    def weaker(self) -> float:
+        return min(self.rouge, self.cosine)
+
+
 def choose_policy(rows: ValidationRows, policy: ResponderPolicy) -> tuple[ResponderPolicy, dict[str, Any]]:
     """The reuse similarity and minimum confidence chosen on validation rows.
 
@@ -204,43 +219,42 @@ def choose_policy(rows: ValidationRows, policy: ResponderPolicy) -> tuple[Respon
     """
     n = len(rows.best)
 
-    def chosen(threshold: float, min_conf: float) -> list[int]:
-        return [
+    def candidate(threshold: float, min_conf: float) -> _Candidate:
+        picked = [
             i
             for i, (b, c) in enumerate(zip(rows.best, rows.confidence, strict=True))
             if policy.floor <= b < threshold and c >= min_conf  # under the floor: no draft either way
         ]
+        rouge = sum(rows.rouge_gain[i] for i in picked) / n
+        cos = sum(rows.cosine_gain[i] for i in picked) / n
+        return _Candidate(threshold, min_conf, rouge, cos, picked)
 
     above = sorted({b for b in rows.best if b > policy.floor})
     # between neighbouring validation similarities, so a threshold never sits on a row
     thresholds = [policy.floor] + [round((x + y) / 2, 4) for x, y in itertools.pairwise(above)] + [1.01]
-    grid = []
-    for t in thresholds:
-        for m in (0.0, 0.1, 0.2, 0.3, 0.4):
-            picked = chosen(t, m)
-            rouge = sum(rows.rouge_gain[i] for i in picked) / n
-            cos = sum(rows.cosine_gain[i] for i in picked) / n
-            grid.append((min(rouge, cos), rouge + cos, -t, m, rouge, cos, picked))
-    best = max(grid, key=lambda g: g[:4])  # ties: more gain, then reuse more
-    weaker = rows.rouge_gain if best[4] <= best[5] else rows.cosine_gain
-    generated_by_best = set(best[6])
+    grid = [candidate(t, m) for t in thresholds for m in (0.0, 0.1, 0.2, 0.3, 0.4)]
+    # ties: more gain, then reuse more
+    best = max(grid, key=lambda c: (c.weaker, c.rouge + c.cosine, -c.threshold, c.min_confidence))
+    weaker = rows.rouge_gain if best.rouge <= best.cosine else rows.cosine_gain
+    generated_by_best = set(best.rows)
     error = _standard_error([weaker[i] if i in generated_by_best else 0.0 for i in range(n)])
-    if best[0] <= 0:  # no way of generating beats reusing on both metrics here
-        picked_t, min_conf, rouge, cos, generated = policy.floor, 0.0, 0.0, 0.0, 0
-    else:
-        close = [g for g in grid if g[0] >= best[0] - error]
-        pick = min(close, key=lambda g: (len(g[6]), -g[0], -g[1], g[2], -g[3]))
-        if not pick[6]:  # within noise of generating nothing: reuse whenever above the floor
-            pick = (0.0, 0.0, -policy.floor, 0.0, 0.0, 0.0, [])
-        picked_t, min_conf, rouge, cos, generated = -pick[2], pick[3], pick[4], pick[5], len(pick[6])
-    tuned = replace(policy, reuse_similarity=min(1.01, picked_t), min_confidence=min_conf)
+    pick = _Candidate(policy.floor, 0.0, 0.0, 0.0, [])  # reuse whenever above the floor
+    if best.weaker > 0:  # else no way of generating beats reusing on both metrics here
+        close = [c for c in grid if c.weaker >= best.weaker - error]
+        fewest = min(
+            close,
+            key=lambda c: (len(c.rows), -c.weaker, -(c.rouge + c.cosine), -c.threshold, -c.min_confidence),
+        )
+        if fewest.rows:  # else within noise of generating nothing
+            pick = fewest
+    tuned = replace(policy, reuse_similarity=min(1.01, pick.threshold), min_confidence=pick.min_confidence)
     report = {
         "rows": n,
-        "generated_rows": generated,
-        "rouge_l_gain": round(rouge, 4),  # over always reusing the nearest past answer
-        "cosine_gain": round(cos, 4),
-        "best_gain": round(best[0], 4),  # the weaker gain of the best candidate ...
-        "best_generated_rows": len(best[6]),
+        "generated_rows": len(pick.rows),
+        "rouge_l_gain": round(pick.rouge, 4),  # over always reusing the nearest past answer
+        "cosine_gain": round(pick.cosine, 4),
+        "best_gain": round(best.weaker, 4),  # the weaker gain of the best candidate ...
+        "best_generated_rows": len(best.rows),
         "standard_error": round(error, 4),  # ... and its standard error
         "draft_rouge_l_gain_all": round(sum(rows.rouge_gain) / n, 4),  # if every row were generated
         "draft_cosine_gain_all": round(sum(rows.cosine_gain) / n, 4),
