@@ -38,7 +38,7 @@ from deskpilot.adapters.catalog import BaseModel, resolve
 from deskpilot.adapters.classifier import HEAD_FILE, data_hash
 from deskpilot.adapters.encoding import embed, load_encoder, load_tokenizer, tokenize
 from deskpilot.adapters.fastencoder import FastEncoder, supports
-from deskpilot.adapters.hardware import configure_threads, server_threads, use_bf16
+from deskpilot.adapters.hardware import configure_threads, server_threads, tune_malloc, use_bf16
 from deskpilot.adapters.registry import CARD, CHAMPION, AdapterCard, Registry
 from deskpilot.config import Settings
 from deskpilot.errors import AdapterNotFoundError, DeskpilotError, InputDataError
@@ -181,7 +181,8 @@ class Engine:
     ``bf16``: ``"auto"`` keeps the fast path's weights in bfloat16 where the CPU multiplies
     it natively, ``"on"``/``"off"`` force it; the default is exact fp32 (servers pass the
     ``DESKPILOT_BF16`` setting, see :meth:`from_settings`). ``fast=False`` serves every
-    adapter through PEFT.
+    adapter through PEFT. ``keep_freed_memory`` lets glibc keep freed memory for the next pass
+    (process-wide, see :func:`~deskpilot.adapters.hardware.tune_malloc`).
     """
 
     def __init__(
@@ -193,7 +194,10 @@ class Engine:
         threads: int | None = None,
         bf16: str = "off",
         fast: bool = True,
+        keep_freed_memory: bool = True,
     ) -> None:
+        if keep_freed_memory:
+            tune_malloc()
         self.registry = registry
         self.max_resident = max_resident
         self.batch_size = batch_size
@@ -215,6 +219,7 @@ class Engine:
             batch_size=settings.engine_batch_texts,
             threads=server_threads(settings.threads),
             bf16=settings.bf16,
+            keep_freed_memory=settings.malloc_tuning,
         )
         if warm:
             engine.warm_up()

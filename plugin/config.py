@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     device: str = "cpu"
     bf16: Literal["auto", "on", "off"] = "auto"
     threads: int | None = None
+    # servers let glibc keep freed memory for the next pass (adapters/hardware.tune_malloc)
+    malloc_tuning: bool = True
 
     # classification
     target_precision: float = Field(default=0.9, ge=0.0, le=1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -404,3 +405,20 @@ def test_mixed_adapter_batch_equals_each_adapter_alone(
             assert abs(g.score - w.score) <= 1e-4
             assert [a.label for a in g.alternatives] == [a.label for a in w.alternatives]
     assert_matches(got_intent, trained_intent)
+
+
+def test_engine_tunes_malloc_unless_told_not_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deskpilot.adapters import serving
+    from deskpilot.config import Settings
+
+    registry = Registry(tmp_path / "adapters")
+    calls: list[int] = []
+    monkeypatch.setattr(serving, "tune_malloc", lambda: calls.append(1) or True)
+    Engine(registry)
+    assert calls == [1]
+    Engine(registry, keep_freed_memory=False)
+    assert calls == [1]
+    Engine.from_settings(Settings(home=tmp_path, malloc_tuning=False), warm=False)
+    assert calls == [1]
+    Engine.from_settings(Settings(home=tmp_path), warm=False)
+    assert calls == [1, 1]
