@@ -198,7 +198,12 @@ def _engine() -> Any:
     from deskpilot.adapters.serving import Engine
 
     s = settings()
-    return Engine(Registry(s.adapters_dir), max_resident=s.max_adapters_resident, threads=s.threads)
+    return Engine(
+        Registry(s.adapters_dir),
+        max_resident=s.max_adapters_resident,
+        threads=s.threads,
+        keep_freed_memory=s.malloc_tuning,
+    )
 
 
 def _fmt(value: Any) -> str:

@@ -534,7 +534,11 @@ def retrain(
             report("evaluating", (offset + done) / total, model=role, done=offset + done, total=total)
 
         engine = Engine(
-            source, max_resident=2, batch_size=settings.engine_batch_texts, threads=settings.threads
+            source,
+            max_resident=2,
+            batch_size=settings.engine_batch_texts,
+            threads=settings.threads,
+            keep_freed_memory=settings.malloc_tuning,
         )
         predicted, abstained = _predict(engine, tenant, task, version, data.eval_texts, tick)
         del engine
